@@ -1,0 +1,133 @@
+"""Trained models on disk: a folder with the weights (HDF5, no code) and a JSON card of everything prediction needs.
+
+A model folder holds ``membraneseg_model.json`` and ``model.weights.h5``. The JSON records the network spec
+(preset, widths, context, classes), the patch size, the pixel size it was trained at, how input intensities are
+prepared, the calibrated threshold, the SHA-256 of the weights, and the training provenance. Loading rebuilds the
+network from the spec and loads only the weights, after checking their checksum: a model file cannot run code.
+"""
+import datetime
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+from ..constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model folder that cannot be used, with the reason and the path."""
+
+    def __init__(self, path, problem):
+        super().__init__("model %s: %s" % (path, problem))
+
+
+@dataclass
+class ModelCard:
+    network: dict                              # NetworkSpec.to_dict()
+    pixel_size: float                          # Å per pixel the network was trained at
+    patch: int = 224
+    threshold: float = 0.5                     # calibrated on validation data when trained here
+    class_names: list = field(default_factory=lambda: ["background", "membrane"])
+    preprocessing: dict = field(default_factory=lambda: {"normalize": "robust"})
+    provenance: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+    name: str = ""
+    format: int = MODEL_FORMAT
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def sha256_of(path, block=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_folder(path):
+    """Accept the folder or its JSON file."""
+    path = os.path.abspath(str(path))
+    return os.path.dirname(path) if path.endswith(".json") else path
+
+
+def default_model_path():
+    """The model used when none is given: $MEMBRANESEG_MODEL if set, else the one shipped in the package."""
+    override = os.environ.get(MODEL_VAR)
+    if override:
+        return model_folder(override)
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", DEFAULT_MODEL_DIR)
+
+
+def read_card(path) -> ModelCard:
+    folder = model_folder(path)
+    card_path = os.path.join(folder, MODEL_JSON)
+    if not os.path.isdir(folder):
+        raise ModelError(folder, "folder not found")
+    if not os.path.isfile(card_path):
+        raise ModelError(folder, "no %s in it; is this a membraneseg model folder?" % MODEL_JSON)
+    try:
+        with open(card_path) as f:
+            card = ModelCard.from_dict(json.load(f))
+    except (ValueError, TypeError) as exc:
+        raise ModelError(folder, "%s is not a valid model card (%s)" % (MODEL_JSON, exc))
+    if card.format > MODEL_FORMAT:
+        raise ModelError(folder, "made by a newer membraneseg (format %d); update the plugin" % card.format)
+    return card
+
+
+def verify_weights(folder, card):
+    weights = os.path.join(folder, MODEL_WEIGHTS)
+    if not os.path.isfile(weights):
+        raise ModelError(folder, "weights file %s is missing" % MODEL_WEIGHTS)
+    actual = sha256_of(weights)
+    if card.weights_sha256 and actual != card.weights_sha256:
+        raise ModelError(folder, "weights checksum mismatch (expected %s, found %s): the file is corrupt or was "
+                                 "replaced; reinstall or retrain the model" % (card.weights_sha256, actual))
+    return weights
+
+
+def load(path, patch=None):
+    """Return (keras model, card). The network is rebuilt from the card and only the weights are read."""
+    from . import model as net
+    folder = model_folder(path)
+    card = read_card(folder)
+    weights = verify_weights(folder, card)
+    try:
+        spec = net.NetworkSpec.from_dict(card.network)
+        keras_model = net.build(spec, patch=patch or card.patch)
+        keras_model.load_weights(weights)
+    except Exception as exc:
+        raise ModelError(folder, "weights do not fit the network described in the card (%s)" % exc)
+    log.info("model: %s (%s, preset %s, context %d, %.2f Å/px, threshold %.3f)", folder, card.name or "unnamed",
+             spec.preset, spec.context, card.pixel_size, card.threshold)
+    return keras_model, card
+
+
+def save(keras_model, card: ModelCard, folder):
+    """Write weights and card; the card is written last, so a folder with a card is always complete."""
+    os.makedirs(folder, exist_ok=True)
+    from . import model as net
+    weights = os.path.join(folder, MODEL_WEIGHTS)
+    tmp = os.path.join(folder, ".partial." + MODEL_WEIGHTS)
+    # a compiled model would also save its optimizer state (three times the size); ship the weights alone
+    bare = net.build(net.NetworkSpec.from_dict(card.network), patch=card.patch)
+    bare.set_weights(keras_model.get_weights())
+    bare.save_weights(tmp)
+    os.replace(tmp, weights)
+    card.weights_sha256 = sha256_of(weights)
+    card.provenance.setdefault("saved", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    card_path = os.path.join(folder, MODEL_JSON)
+    with open(card_path + ".partial", "w") as f:
+        json.dump(card.to_dict(), f, indent=1, sort_keys=True)
+    os.replace(card_path + ".partial", card_path)
+    return folder

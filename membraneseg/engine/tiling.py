@@ -1,0 +1,60 @@
+"""Overlapping square patches over a slice, their blending weights, and the z-neighbours of 2.5D context.
+
+Patches overlap by a fraction of their size and are blended with a smooth window that falls towards the patch
+border, so predictions near a patch edge (where the network sees little context) count less, and no seam shows.
+"""
+import numpy as np
+
+
+def starts(length, patch, overlap):
+    """Start offsets of patches covering [0, length) with at least ``overlap`` (fraction) between neighbours; the
+    last patch ends exactly at ``length``. ``length`` must be >= ``patch`` (pad smaller slices first)."""
+    if length <= patch:
+        return [0]
+    step = max(1, int(patch * (1.0 - overlap)))
+    n = int(np.ceil((length - patch) / step)) + 1
+    return [int(round(i * (length - patch) / (n - 1))) for i in range(n)]
+
+
+def grid(shape, patch, overlap):
+    """(row, col) starts of every patch of a 2D slice of ``shape``."""
+    return [(r, c) for r in starts(shape[0], patch, overlap) for c in starts(shape[1], patch, overlap)]
+
+
+def window(patch, floor=1e-3):
+    """2D blending weights: a squared sine per axis, kept above ``floor`` so that every pixel has some weight."""
+    ramp = np.sin(np.pi * (np.arange(patch) + 0.5) / patch) ** 2
+    w = np.outer(ramp, ramp).astype(np.float32)
+    return np.maximum(w, floor)
+
+
+def padded_shape(shape, patch):
+    """The slice shape after padding up to at least one patch in each direction."""
+    return max(shape[0], patch), max(shape[1], patch)
+
+
+def pad_to(image, shape):
+    """Reflect-pad a 2D slice at its far edges up to ``shape``."""
+    pr, pc = shape[0] - image.shape[0], shape[1] - image.shape[1]
+    if pr <= 0 and pc <= 0:
+        return image
+    mode = "reflect" if pr < image.shape[0] and pc < image.shape[1] else "symmetric"
+    return np.pad(image, ((0, max(pr, 0)), (0, max(pc, 0))), mode=mode)
+
+
+def context_indices(z, depth, k, spacing=1.0):
+    """Indices of the k slices centred on ``z`` (k odd), ``spacing`` input slices apart (the model's pixel size
+    over the input's), mirrored at the volume's ends. With depth 1 (a 2D image) every index is 0: the context is
+    missing and the slice is repeated, as the model was trained to accept."""
+    half = k // 2
+    out = []
+    for j in range(-half, half + 1):
+        i = int(round(z + j * spacing))
+        if depth == 1:
+            i = 0
+        else:
+            period = 2 * (depth - 1)
+            i = i % period
+            i = period - i if i >= depth else i
+        out.append(i)
+    return out

@@ -1,0 +1,536 @@
+"""Training the hybrid network on tomograms with label maps and on 2D image/mask pairs.
+
+Patches are cut at random from the training data and augmented as in section 3.1 of the paper (rotation 0-20°,
+shifts up to 20%, zoom 0.8-1.2, horizontal flips, nearest fill). For 2.5D models every patch carries its k
+z-neighbours; 2D images have none, so their context is the slice repeated, and volume patches lose their context
+the same way with probability ``context_dropout``, so that one model works on both. Adam, early stopping that
+restores the best weights, and reduce-LR-on-plateau; the threshold is calibrated on the validation data, and the
+validation (and test) figures are kept per group in the model card.
+
+Data are split 70/15/15 by group: a tomogram is one group, and 2D images are grouped by a CSV file or by their
+folder, because the shared real slices are augmented copies of a few fields of view (never split one of them).
+
+An interrupted run resumes: ``<out>/checkpoint`` holds Keras' BackupAndRestore state, the early-stopping state
+with the best weights so far, and the settings the run was started with; the history file keeps every epoch.
+"""
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+import keras
+import numpy as np
+
+from . import io, metrics, modelfile, preprocess, tiling
+
+log = logging.getLogger(__name__)
+
+HISTORY_JSON = "training_history.json"
+CHECKPOINT_DIR = "checkpoint"
+VAL_PATCHES = 8                 # fixed validation patches per item
+# Settings an interrupted run must be resumed with: the checkpoint holds a network and optimizer built for them.
+RESUME_SETTINGS = ("preset", "context", "classes", "patch", "pixel_size", "loss", "start_model")
+GROUP_COLUMNS = ("image", "file", "filename", "name", "id", "image_png")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu"
+    context: int = 1
+    classes: int = 1
+    patch: int = 224
+    pixel_size: float = 10.0           # Å per pixel the model works at
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    loss: str = "bce"                  # bce | dice | focal | bce+dice (cce for classes > 1)
+    augment: bool = True
+    context_dropout: float = 0.5
+    foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
+    patience: int = 6
+    seed: int = 0
+    membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane
+    start_model: Optional[str] = None
+    name: str = ""
+
+
+@dataclass
+class Sample:
+    """One training item in memory: a normalised stack (Z, Y, X) at the model's pixel size and its labels."""
+    image: np.ndarray
+    labels: np.ndarray
+    source: str
+    is_2d: bool
+    group: str = ""           # items of one group stay on one side of a split (empty: the item is its own group)
+    z_spacing: float = 1.0    # input slices between the model's z-neighbours: its pixel size over the input's
+
+
+# ----------------------------------------------------------------------------- configuration
+def resolve_start_model(config):
+    """Fine-tuning keeps the starting model's network (preset, context, classes), and its pixel size and patch
+    when they are not given (None). Reads the card only, so it runs before any data is loaded at that size."""
+    if config.start_model:
+        card = modelfile.read_card(config.start_model)
+        config.preset, config.context, config.classes = (card.network[k] for k in ("preset", "context", "classes"))
+        log.info("fine-tuning %s: preset %s, context %d, %d class(es)", config.start_model, config.preset,
+                 config.context, config.classes)
+        config.pixel_size = config.pixel_size or card.pixel_size
+        config.patch = config.patch or card.patch
+    config.pixel_size = config.pixel_size or TrainConfig.pixel_size
+    config.patch = config.patch or TrainConfig.patch
+    return config
+
+
+def count_classes(label_paths):
+    """Classes a multi-class model needs for these label maps: the largest label + 1 (at least 2)."""
+    top = 1
+    for path in label_paths:
+        top = max(top, int(np.max(io.read(path).data)))
+    return top + 1
+
+
+def read_groups(path):
+    """{image name without folder and extension: group} from a CSV file whose header names a ``group`` column
+    and an image column (image, file, filename, name, id or image_png), like the shared data's manifest.csv."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = [c for c in GROUP_COLUMNS if c in (reader.fieldnames or [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise io.InputError(path, "not a readable CSV file (%s)" % exc)
+    if "group" not in (reader.fieldnames or []) or not columns:
+        raise io.InputError(path, "the header needs a 'group' column and an image column (one of %s)"
+                            % ", ".join(GROUP_COLUMNS))
+    return {_stem(row[columns[0]]): row["group"] for row in rows if row[columns[0]] and row["group"]}
+
+
+def image_group(path, groups, default):
+    """The group of a 2D image: from ``groups`` (read_groups) when given, else ``default`` (its folder)."""
+    if groups is None:
+        return default
+    try:
+        return groups[_stem(path)]
+    except KeyError:
+        raise io.InputError(path, "has no group in the groups file; every image needs one, so that copies of "
+                                  "one field of view never sit on both sides of the split")
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(str(path).strip()))[0]
+
+
+def training_recipe(volume_paths, recipe_file=None):
+    """The preprocessing the training data had, for the model card: the recipe in ``recipe_file`` if given, else
+    the one ``preprocess`` wrote beside the tomograms when they all agree, else robust normalisation alone (which
+    training always applies). Binning is left out: prediction resamples to the model's pixel size itself."""
+    if recipe_file:
+        return _comparable_recipe(recipe_file)
+    found = {json.dumps(_comparable_recipe(preprocess.recipe_path(p)), sort_keys=True)
+             if os.path.isfile(preprocess.recipe_path(p)) else None for p in volume_paths}
+    if len(found) == 1 and None not in found:
+        return json.loads(found.pop())
+    if len(found) > 1:
+        log.warning("the training tomograms were not all preprocessed alike; the model card records no recipe")
+    return {"normalize": "robust"}
+
+
+def _comparable_recipe(path):
+    recipe = preprocess.read_recipe(path)
+    try:
+        return preprocess.comparable(recipe)
+    except ValueError as exc:
+        raise io.InputError(path, "not a valid preprocessing recipe: %s" % exc)
+
+
+# ----------------------------------------------------------------------------- data
+def load_volume_pair(image_path, label_path, config, pixel_size=None, group=""):
+    img = io.read(image_path)
+    lab = io.read(label_path)
+    if img.data.shape != lab.data.shape:
+        raise io.InputError(label_path, "labels have shape %s but %s has %s" % (
+            lab.data.shape, image_path, img.data.shape))
+    px = io.resolve_pixel_size(img.voxel_size, pixel_size, image_path) or config.pixel_size
+    labels = _checked_labels(np.asarray(lab.data), config, label_path)
+    image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
+    return _resample(image, labels, px, config, image_path, img.is_2d, group)
+
+
+def load_image_pair(image_path, mask_path, config, pixel_size=None, group=""):
+    """A 2D image and its mask; masks may be 0/1, 0/255 or soft 0..255 (foreground above half the maximum)."""
+    img = io.read(image_path)
+    msk = io.read(mask_path)
+    if img.data.shape != msk.data.shape:
+        raise io.InputError(mask_path, "mask has shape %s but %s has %s" % (
+            msk.data.shape[1:], image_path, img.data.shape[1:]))
+    image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
+    m = np.asarray(msk.data)
+    cut = 127 if m.max() > 1 else 0
+    labels = (m > cut).astype(np.uint8)
+    px = pixel_size or config.pixel_size
+    return _resample(image, labels, px, config, image_path, True, group)
+
+
+def _checked_labels(labels, config, path):
+    """The label map as uint8, or the reason it cannot train this model."""
+    if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+        raise io.InputError(path, "labels must be whole numbers (0 background, 1, 2, ...); this looks like a "
+                                  "probability map: threshold it first")
+    low, high = float(labels.min()), float(labels.max())
+    if low < 0 or high > 255:
+        raise io.InputError(path, "labels must be in 0..255, found %g..%g" % (low, high))
+    if config.classes > 1 and high >= config.classes:
+        raise io.InputError(path, "has label %d but the model has %d classes (labels 0 to %d); train with more "
+                                  "classes (0 counts them from the label maps)" % (high, config.classes,
+                                                                                  config.classes - 1))
+    return labels.astype(np.uint8)
+
+
+def _resample(image, labels, px, config, source, is_2d, group=""):
+    if config.classes == 1:
+        labels = np.isin(labels, config.membrane_labels + ([1] if labels.max() <= 1 else [])).astype(np.uint8)
+        if not labels.any():
+            log.warning("%s: no pixel has a membrane label (%s); it teaches background only", source,
+                        " ".join(map(str, config.membrane_labels)))
+    shape = preprocess.scaled_shape(image.shape[1:], px, config.pixel_size)
+    if shape != tuple(image.shape[1:]):
+        image = np.stack([preprocess.resize_slice(s, shape) for s in image])
+        labels = np.stack([preprocess.resize_nearest(s.astype(np.uint8), shape) for s in labels])
+    return Sample(image.astype(np.float32), labels.astype(np.uint8), str(source), is_2d, group,
+                  1.0 if is_2d else config.pixel_size / px)
+
+
+def split_by_source(items, fractions=(0.70, 0.15, 0.15), seed=0):
+    """Split whole items (tomograms, or groups of images) into train/validation/test, never one item on two
+    sides. Items with the same non-empty ``group`` attribute count as one item. With fewer than three, validation
+    reuses the training items (said in the log)."""
+    rng = np.random.default_rng(seed)
+    items = list(items)
+    keys = [getattr(item, "group", "") or ("item", i) for i, item in enumerate(items)]
+    groups = list(dict.fromkeys(keys))
+    order = [groups[i] for i in rng.permutation(len(groups))]
+
+    def members(chosen):
+        chosen = set(chosen)
+        return [item for key in order if key in chosen for item, k in zip(items, keys) if k == key]
+
+    n = len(groups)
+    if n < 3:
+        log.warning("only %d training group(s): validation uses the training data, so its figures are "
+                    "optimistic", n)
+        return members(order), members(order), []
+    n_val = max(1, int(round(fractions[1] * n)))
+    n_test = int(round(fractions[2] * n)) if n >= 4 else 0
+    n_train = n - n_val - n_test
+    return (members(order[:n_train]), members(order[n_train:n_train + n_val]),
+            members(order[n_train + n_val:]))
+
+
+# ----------------------------------------------------------------------------- patches
+class PatchSampler:
+    """Random augmented patches from a list of Samples."""
+
+    def __init__(self, samples, config: TrainConfig, seed):
+        self.samples = samples
+        self.c = config
+        self.rng = np.random.default_rng(seed)
+        self.weights = np.array([s.image.size for s in samples], float)
+        self.weights /= self.weights.sum()
+
+    def batch(self, n):
+        xs, ys = zip(*(self.one() for _ in range(n)))
+        return np.stack(xs), np.stack(ys)
+
+    def one(self):
+        c, rng = self.c, self.rng
+        s = self.samples[rng.choice(len(self.samples), p=self.weights)]
+        depth = s.image.shape[0]
+        # cut a region larger than the patch, so rotation and zoom do not pull in much fill
+        size = int(np.ceil(c.patch * 1.5))
+        z, r0, c0 = self._centre(s, size)
+        zs = tiling.context_indices(z, depth, c.context, s.z_spacing)
+        if s.is_2d or rng.random() < c.context_dropout:
+            zs = [z] * c.context
+        stack = [_crop(s.image[i], r0, c0, size) for i in zs]
+        label = _crop(s.labels[z], r0, c0, size)
+        if c.augment:
+            stack, label = _augment(stack, label, rng, c.patch)
+        else:
+            off = (size - c.patch) // 2
+            stack = [a[off:off + c.patch, off:off + c.patch] for a in stack]
+            label = label[off:off + c.patch, off:off + c.patch]
+        x = np.stack(stack)[..., None] if c.context > 1 else stack[0][..., None]
+        return x.astype(np.float32), _target(label, c.classes)
+
+    def _centre(self, s, size):
+        depth, rows, cols = s.image.shape
+        if self.rng.random() < self.c.foreground_bias and s.labels.any():
+            zz, yy, xx = np.nonzero(s.labels[:, ::4, ::4])
+            i = self.rng.integers(len(zz))
+            z, y, x = zz[i], yy[i] * 4, xx[i] * 4
+        else:
+            z, y, x = self.rng.integers(depth), self.rng.integers(rows), self.rng.integers(cols)
+        return int(z), int(y) - size // 2, int(x) - size // 2
+
+
+def _crop(a, r0, c0, size):
+    """A size x size crop starting at (r0, c0), replicating the border where it falls outside."""
+    rows, cols = a.shape
+    r = np.clip(np.arange(r0, r0 + size), 0, rows - 1)
+    c = np.clip(np.arange(c0, c0 + size), 0, cols - 1)
+    return a[np.ix_(r, c)]
+
+
+def _augment(stack, label, rng, patch):
+    """Rotation 0-20° (either sense), shift up to 20%, zoom 0.8-1.2, horizontal flip; nearest fill."""
+    import cv2
+    size = label.shape[0]
+    angle = rng.uniform(-20, 20)
+    zoom = rng.uniform(0.8, 1.2)
+    shift = rng.uniform(-0.2, 0.2, size=2) * patch
+    centre = (size / 2.0, size / 2.0)
+    m = cv2.getRotationMatrix2D(centre, angle, zoom)
+    # move the region's centre to the patch centre, plus the random shift
+    m[:, 2] += np.array([patch / 2.0 - centre[0], patch / 2.0 - centre[1]]) + shift
+    flip = rng.random() < 0.5
+    out = []
+    for a in stack:
+        w = cv2.warpAffine(a, m, (patch, patch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out.append(w[:, ::-1] if flip else w)
+    lab = cv2.warpAffine(label, m, (patch, patch), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    return out, (lab[:, ::-1] if flip else lab)
+
+
+def _target(label, classes):
+    if classes == 1:
+        return (label > 0).astype(np.float32)[..., None]
+    return np.eye(classes, dtype=np.float32)[np.minimum(label, classes - 1)]
+
+
+def foreground(a):
+    """The membrane probability of network outputs (or targets) (..., C): the one channel of a binary model,
+    1 - P(background) of a multi-class one, as ``segment`` writes it."""
+    return a[..., 0] if a.shape[-1] == 1 else 1.0 - a[..., 0]
+
+
+def fixed_patches(samples, config, per_sample=VAL_PATCHES, seed=1234):
+    """A deterministic validation set: un-augmented patches with full context, ``per_sample`` from each item."""
+    c = TrainConfig(**dict(asdict(config), augment=False, context_dropout=0.0, foreground_bias=0.5))
+    xs, ys = [], []
+    for i, s in enumerate(samples):
+        sampler = PatchSampler([s], c, seed + i)
+        x, y = sampler.batch(per_sample)
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def scores_by_group(probs, targets, threshold, groups):
+    """Pooled accuracy, precision, recall, Dice and IoU at ``threshold``, over all patches and per group
+    (``groups`` names the group of each patch)."""
+    pred = foreground(probs) >= threshold
+    ref = foreground(targets) > 0.5
+    groups = np.asarray(groups)
+
+    def score(where):
+        return {k: round(float(v), 4) for k, v in metrics.scores(*metrics.confusion(pred[where], ref[where])).items()}
+
+    out = score(slice(None))
+    out["groups"] = {str(g): score(groups == g) for g in dict.fromkeys(groups)}
+    return out
+
+
+def _group_names(samples, per_sample=VAL_PATCHES):
+    return np.repeat([s.group or s.source for s in samples], per_sample)
+
+
+# ----------------------------------------------------------------------------- losses
+def make_loss(name, classes):
+    from keras import ops
+
+    def soft_dice(y, p):
+        inter = ops.sum(y * p)
+        return 1.0 - (2.0 * inter + 1.0) / (ops.sum(y) + ops.sum(p) + 1.0)
+
+    if classes > 1:
+        cce = keras.losses.CategoricalCrossentropy()
+
+        def dice(y, p):   # over the foreground classes: background would dominate it
+            return soft_dice(y[..., 1:], p[..., 1:])
+        return {"bce": cce, "cce": cce, "dice": dice, "focal": keras.losses.CategoricalFocalCrossentropy(gamma=2.0),
+                "bce+dice": lambda y, p: cce(y, p) + dice(y, p)}[name]
+    bce = keras.losses.BinaryCrossentropy()
+    focal = keras.losses.BinaryFocalCrossentropy(gamma=2.0)
+    return {"bce": bce, "dice": soft_dice, "focal": focal,
+            "bce+dice": lambda y, p: bce(y, p) + soft_dice(y, p)}[name]
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=None, test_samples=(),
+          preprocessing=None):
+    """Train, calibrate the threshold, save the model to ``out_dir`` and return its card. ``out_dir/checkpoint``
+    holds the state to resume an interrupted run (rerun with the same settings); it is removed at the end.
+    ``test_samples`` are scored at the calibrated threshold; ``preprocessing`` is the recipe for the card."""
+    from . import model as net
+
+    keras.utils.set_random_seed(config.seed)
+    os.makedirs(out_dir, exist_ok=True)
+    if config.start_model:
+        keras_model, start_card = modelfile.load(config.start_model, patch=config.patch)
+        spec = net.NetworkSpec.from_dict(start_card.network)
+        log.info("fine-tuning from %s", config.start_model)
+        config.preset, config.context, config.classes = spec.preset, spec.context, spec.classes
+    else:
+        spec = net.NetworkSpec.from_preset(config.preset, config.context, config.classes)
+        keras_model = net.build(spec, patch=config.patch)
+    keras_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                        loss=make_loss(config.loss, config.classes))
+    checkpoint = os.path.join(out_dir, CHECKPOINT_DIR)
+    history_path = os.path.join(out_dir, HISTORY_JSON)
+    done = _resume_point(checkpoint, history_path, config)
+    log.info("training %s (preset %s, context %d, %d parameters) on %d item(s), validating on %d",
+             keras_model.name, spec.preset, spec.context, net.count_params(keras_model), len(train_samples),
+             len(val_samples))
+
+    sampler = PatchSampler(train_samples, config, config.seed + 7919 * done)   # a resumed run draws new patches
+    val_x, val_y = fixed_patches(val_samples, config)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return config.steps_per_epoch
+
+        def __getitem__(self, i):
+            return sampler.batch(config.batch_size)
+
+    # order matters at the end of an epoch: the history is written before the checkpoint, so a run killed in
+    # between redoes that epoch and rewrites its row, and no epoch goes missing from the history
+    callbacks = [
+        ResumableEarlyStopping(config.patience, checkpoint),
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, config.patience // 2)),
+        DiceLogger(val_x, val_y, history_path),
+        keras.callbacks.BackupAndRestore(checkpoint, delete_checkpoint=False),
+    ]
+    start = time.time()
+    keras_model.fit(Batches(), validation_data=(val_x, val_y), epochs=config.epochs, callbacks=callbacks,
+                    verbose=2)
+    seconds = time.time() - start
+
+    probs = keras_model.predict(val_x, batch_size=config.batch_size, verbose=0)
+    threshold, val_dice = metrics.calibrate_threshold(foreground(probs), foreground(val_y) > 0.5)
+    log.info("calibrated threshold %.3f (validation Dice %.3f)", threshold, val_dice)
+    validation = scores_by_group(probs, val_y, threshold, _group_names(val_samples))
+    test = None
+    if test_samples:
+        test_x, test_y = fixed_patches(test_samples, config)
+        test = scores_by_group(keras_model.predict(test_x, batch_size=config.batch_size, verbose=0), test_y,
+                               threshold, _group_names(test_samples))
+        log.info("test split: Dice %.3f, IoU %.3f at threshold %.3f", test["dice"], test["iou"], threshold)
+
+    with open(history_path) as f:
+        history = json.load(f)
+    card = modelfile.ModelCard(
+        network=spec.to_dict(), pixel_size=config.pixel_size, patch=config.patch, threshold=threshold,
+        class_names=["background", "membrane"] if config.classes == 1 else
+        ["background"] + ["class%d" % i for i in range(1, config.classes)],
+        preprocessing=preprocessing or {"normalize": "robust"},
+        name=config.name or os.path.basename(os.path.abspath(out_dir)),
+        provenance=dict(provenance or {}, config=asdict(config), epochs_run=len(history["epochs"]),
+                        resumed_after_epoch=done, seconds=round(seconds, 1), validation_dice=round(val_dice, 4),
+                        validation=validation, test=test,
+                        train_items=[s.source for s in train_samples], val_items=[s.source for s in val_samples],
+                        test_items=[s.source for s in test_samples], history=history["epochs"]))
+    modelfile.save(keras_model, card, out_dir)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return card
+
+
+def _resume_point(checkpoint, history_path, config):
+    """The epochs an interrupted run in ``checkpoint`` got through, or 0 for a fresh start (after clearing what an
+    earlier run left). An interrupted run made with other settings is refused, not silently mixed in."""
+    settings = {k: getattr(config, k) for k in RESUME_SETTINGS}
+    settings_path = os.path.join(checkpoint, "settings.json")
+    if os.path.isfile(settings_path):
+        with open(settings_path) as f:
+            before = json.load(f)
+        changed = ["%s %s -> %s" % (k, before.get(k), v) for k, v in settings.items() if before.get(k) != v]
+        if changed:
+            raise io.InputError(checkpoint, "holds an interrupted training with other settings (%s); rerun it "
+                                            "with the same ones, or delete this folder to start again"
+                                % ", ".join(changed))
+        metadata = os.path.join(checkpoint, "training_metadata.json")
+        done = 0
+        if os.path.isfile(metadata):
+            with open(metadata) as f:
+                done = int(json.load(f).get("epoch", 0))
+        log.info("resuming the interrupted training in %s after epoch %d", checkpoint, done)
+        return done
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    if os.path.exists(history_path):
+        os.remove(history_path)
+    os.makedirs(checkpoint)
+    _write_json(settings_path, settings)
+    return 0
+
+
+def _write_json(path, data):
+    """Write JSON under a temporary name and rename it, so a killed run never leaves half a file."""
+    with open(path + ".partial", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on the validation loss that restores the best weights, also across an interruption: its
+    state and the best weights are kept in the checkpoint folder and read back when training resumes."""
+
+    def __init__(self, patience, folder):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self.state_path = os.path.join(folder, "early_stopping.json")
+        self.weights_path = os.path.join(folder, "best_weights.npz")
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if os.path.isfile(self.state_path) and os.path.isfile(self.weights_path):
+            with open(self.state_path) as f:
+                state = json.load(f)
+            self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+            with np.load(self.weights_path) as saved:   # plain arrays: allow_pickle stays off
+                self.best_weights = [saved["arr_%d" % i] for i in range(len(saved.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.best_weights is not None and self.best_epoch == epoch:   # improved: keep them on disk too
+            with open(self.weights_path + ".partial", "wb") as f:
+                np.savez(f, *self.best_weights)
+            os.replace(self.weights_path + ".partial", self.weights_path)
+        if self.best is not None:
+            _write_json(self.state_path, dict(best=float(self.best), best_epoch=int(self.best_epoch),
+                                              wait=int(self.wait)))
+
+
+class DiceLogger(keras.callbacks.Callback):
+    """Validation Dice at 0.5 per epoch, and the whole history written to JSON after every epoch (the training
+    viewer reads it)."""
+
+    def __init__(self, val_x, val_y, path):
+        super().__init__()
+        self.val_x, self.val_y, self.path = val_x, val_y, path
+        self.epochs = []
+        if os.path.exists(path):  # resuming: keep the epochs already run
+            with open(path) as f:
+                self.epochs = json.load(f).get("epochs", [])
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.val_x, verbose=0)
+        d = metrics.dice(foreground(probs) > 0.5, foreground(self.val_y) > 0.5)
+        row = {k: float(v) for k, v in (logs or {}).items()}
+        row.update(epoch=epoch + 1, val_dice=round(float(d), 4))
+        self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [row]
+        log.info("epoch %d: loss %.4f, val_loss %.4f, val_dice %.3f", epoch + 1, row.get("loss", np.nan),
+                 row.get("val_loss", np.nan), d)
+        _write_json(self.path, {"epochs": self.epochs})

@@ -1,0 +1,126 @@
+"""What every per-tomogram protocol of the plugin shares: one step per tomogram in parallel, outputs appended
+under the protocol's lock, a failed set, and a close step that runs after all of them.
+
+A subclass defines ``processTomogram(tsId)`` (compose an engine command and run it through
+``Plugin.runEngine``) and ``registerTomogram(tsId)`` (append the files it wrote to output sets). A tomogram whose
+processing fails goes to the failed set with its reason; the protocol fails only when every tomogram failed.
+"""
+import os
+
+from pwem.protocols import EMProtocol
+from pyworkflow.object import Set
+from pyworkflow.protocol import STEPS_PARALLEL
+from tomo.objects import SetOfTomograms
+
+from ..constants import OUT_FAILED
+
+
+class ProtMembraneSegPerTomo(EMProtocol):
+    stepsExecutionMode = STEPS_PARALLEL
+    inputAttr = "inputTomograms"   # name of the SetOfTomograms pointer parameter
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tomoDict = None
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._initialize()
+        closeDeps = []
+        for tsId in self.tomoDict:
+            runId = self._insertFunctionStep(self.processStep, tsId, prerequisites=[], needsGPU=True)
+            closeDeps.append(self._insertFunctionStep(self.outputStep, tsId, prerequisites=[runId],
+                                                      needsGPU=False))
+        self._insertFunctionStep(self.closeStep, prerequisites=closeDeps, needsGPU=False)
+
+    def _initialize(self):
+        """Rebuilt on every (re)start, so a continued run finds its tomograms again."""
+        self.tomoDict = {tomo.getTsId(): tomo.clone() for tomo in self.getInputSet()}
+
+    def processStep(self, tsId):
+        if self.tomoDict is None:
+            self._initialize()
+        os.makedirs(self.tomoExtra(tsId), exist_ok=True)
+        errorFile = self._engineErrorPath(tsId)
+        if os.path.exists(errorFile):
+            os.remove(errorFile)
+        try:
+            self.processTomogram(tsId)
+        except Exception as exc:  # one bad tomogram must not stop the others
+            reason = open(errorFile).read().strip() if os.path.exists(errorFile) else str(exc).strip()
+            self.error("%s failed: %s" % (tsId, reason or type(exc).__name__))
+            with open(self._failurePath(tsId), "w") as f:
+                f.write(reason or type(exc).__name__)
+
+    def outputStep(self, tsId):
+        if self.tomoDict is None:
+            self._initialize()
+        with self._lock:
+            if os.path.exists(self._failurePath(tsId)):
+                self._appendFailed(tsId)
+            else:
+                self.registerTomogram(tsId)
+
+    def closeStep(self):
+        if self.tomoDict is None:
+            self._initialize()
+        self._closeOutputSet()
+        failed = [t for t in self.tomoDict if os.path.exists(self._failurePath(t))]
+        if failed and len(failed) == len(self.tomoDict):
+            reasons = "; ".join("%s: %s" % (t, open(self._failurePath(t)).read()) for t in failed)
+            raise Exception("All %d tomograms failed. %s" % (len(failed), reasons))
+
+    # ------------------------------------------------------------------ for subclasses
+    def processTomogram(self, tsId):
+        raise NotImplementedError
+
+    def registerTomogram(self, tsId):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def runEngine(self, tsId, command, args):
+        """Run one engine command for one tomogram; the engine writes the reason of a refusal to a file that
+        processStep reads, so the failed set says why in plain words."""
+        from .. import Plugin
+        useGpu = bool(getattr(self, "useGpu", None) and self.useGpu.get())
+        threads = self.binThreads.get() if hasattr(self, "binThreads") else 1
+        Plugin.runEngine(self, command, list(args) + ["--error-file", self._engineErrorPath(tsId)],
+                         useGpu=useGpu, threads=threads)
+
+    def _engineErrorPath(self, tsId):
+        return self.tomoExtra(tsId, "engine-error.txt")
+
+    def getInputSet(self, pointer=False):
+        p = getattr(self, self.inputAttr)
+        return p if pointer else p.get()
+
+    def tomoExtra(self, tsId, *paths):
+        """Each tomogram's files live in extra/<tsId>/."""
+        return self._getExtraPath(tsId, *paths)
+
+    def _failurePath(self, tsId):
+        return self.tomoExtra(tsId, "FAILED.txt")
+
+    def getOrCreateSet(self, name, setClass, suffix, template="tomograms%s.sqlite", sources=()):
+        """The output set ``name``, created (copying the input set's info) on first use, then reopened."""
+        outSet = getattr(self, name, None)
+        if outSet is not None:
+            outSet.enableAppend()
+            return outSet
+        outSet = setClass.create(self._getPath(), template=template, suffix=suffix)
+        outSet.copyInfo(self.getInputSet())
+        outSet.setStreamState(Set.STREAM_OPEN)
+        self._defineOutputs(**{name: outSet})
+        self._defineSourceRelation(self.getInputSet(pointer=True), outSet)
+        for source in sources:
+            self._defineSourceRelation(source, outSet)
+        return outSet
+
+    def appendItem(self, outSet, item):
+        outSet.append(item)
+        outSet.write()
+        self._store(outSet)
+
+    def _appendFailed(self, tsId):
+        failed = self.getOrCreateSet(OUT_FAILED, SetOfTomograms, "Failed")
+        self.appendItem(failed, self.tomoDict[tsId].clone())

@@ -1,0 +1,181 @@
+"""Protocol "generate phantoms": synthetic tomograms with exact label maps, to pretrain models and to test the chain.
+
+The engine's ``phantoms`` command makes them all in one run. The tomograms become a SetOfTomograms and the label
+maps a SetOfTomoMasks with the same tsIds (each label map's volName is its tomogram), which is how "train membrane
+model" pairs them.
+"""
+import glob
+import os
+
+import pyworkflow.object as pwobj
+from pwem.protocols import EMProtocol
+from pyworkflow import BETA
+from pyworkflow.protocol import params
+from pyworkflow.utils import Message
+from tomo.objects import SetOfTomoMasks, SetOfTomograms, TomoAcquisition, TomoMask, Tomogram
+
+from .. import Plugin
+from ..constants import OUT_LABELS, OUT_TOMOS
+
+KINDS = ("cell", "simple")
+KIND_CELL = 0
+PREFIX = "phantom"
+LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>_labels.mrc
+LABEL_NAMES = {"cell": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead",
+               "simple": "0 background, 1 membrane"}
+PAPER_VOXELS = 250 * 500 * 500         # the paper's phantoms; the simulation of one takes several GB of RAM
+
+
+def runEngineExplained(protocol, command, args, useGpu=False, threads=1):
+    """Run an engine command for a protocol that works on whole sets. When the engine refuses its input, the step
+    fails with the engine's one-line reason (which file, what is wrong) instead of a bare exit status."""
+    errorFile = protocol._getExtraPath("engine-error.txt")
+    if os.path.exists(errorFile):
+        os.remove(errorFile)
+    try:
+        Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
+                         threads=threads)
+    except Exception:
+        if not os.path.exists(errorFile):
+            raise
+        with open(errorFile) as f:
+            reason = f.read().strip()
+        raise Exception(reason) from None
+
+
+class ProtMembraneSegPhantoms(EMProtocol):
+    """Generate synthetic tomograms with exact label maps, as the paper does to pretrain its network (section 2.2).
+
+    "cell" phantoms are realistic: membranes of many curvatures, vesicles, filaments and macromolecules, imaged as a
+    noisy, misaligned tilt series and reconstructed by weighted back-projection, so the missing wedge is real.
+    "simple" phantoms are vesicles in noise: quick, for tests. The outputs are the tomograms and their label maps,
+    paired by tsId, ready for "train membrane model".
+    """
+    _label = "generate phantoms"
+    _devStatus = BETA
+    _possibleOutputs = {OUT_TOMOS: SetOfTomograms, OUT_LABELS: SetOfTomoMasks}
+
+    def _defineParams(self, form):
+        form.addSection(label=Message.LABEL_INPUT)
+        form.addParam("count", params.IntParam, default=4, validators=[params.GE(1)], label="Number of phantoms",
+                      help="Phantoms to generate. Pretraining wants several (the split keeps whole tomograms "
+                           "apart: 70% train, 15% validation, 15% test), e.g. 10 or more.")
+        form.addParam("kind", params.EnumParam, choices=list(KINDS), default=KIND_CELL,
+                      display=params.EnumParam.DISPLAY_HLIST, label="Kind",
+                      help="cell: realistic (membranes, vesicles, filaments, macromolecules, gold; tilt series "
+                           "and reconstruction), for pretraining. Labels: %s.\nsimple: vesicles in noise, made in "
+                           "a blink, for tests and demos. Labels: %s."
+                           % (LABEL_NAMES["cell"], LABEL_NAMES["simple"]))
+        line = form.addLine("Size (voxels)",
+                            help="X, Y and Z in voxels. The paper's phantoms are 500 x 500 x 250; 256 x 256 x 128 "
+                                 "takes a few seconds each and is plenty for CPU pretraining.")
+        line.addParam("sizeX", params.IntParam, default=256, validators=[params.GE(8)], label="X")
+        line.addParam("sizeY", params.IntParam, default=256, validators=[params.GE(8)], label="Y")
+        line.addParam("sizeZ", params.IntParam, default=128, validators=[params.GE(8)], label="Z")
+        form.addParam("voxelSize", params.FloatParam, default=10.0, validators=[params.GT(0)],
+                      label="Voxel size (Å)",
+                      help="Å per voxel. The paper pretrains at 10 Å; choose the pixel size your model will work "
+                           "at (membranes are about 4 nm thick, so a few voxels at 10 Å).")
+        form.addParam("seed", params.IntParam, default=0, label="Random seed",
+                      help="Phantom i uses seed + i, so the same seed gives the same phantoms. Use another seed "
+                           "for independent test phantoms.")
+        form.addParam("tiltRange", params.FloatParam, default=60.0, condition="kind == %d" % KIND_CELL,
+                      validators=[params.Range(0.0, 90.0)], label="Tilt range (± degrees)",
+                      help="The simulated tilt series goes from minus to plus this angle (the paper: 60). A "
+                           "smaller range gives a larger missing wedge.")
+        form.addParam("tiltStep", params.FloatParam, default=3.0, condition="kind == %d" % KIND_CELL,
+                      validators=[params.GT(0)], label="Tilt step (degrees)",
+                      help="Degrees between tilts (3 is common; 2 gives more projections and a slower run).")
+        form.addParam("snr", params.FloatParam, allowsNull=True, label="Signal-to-noise ratio (optional)",
+                      help="A variance ratio, no unit. Empty: random in [1, 2] per phantom for cell phantoms (the "
+                           "paper's range, measured on the tilt series), 1.5 for simple ones (membrane signal over "
+                           "noise in the volume). Lower values make harder data.")
+        form.addParallelSection(threads=1, mpi=0)
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.generateStep)
+        self._insertFunctionStep(self.createOutputStep)
+
+    def getKind(self):
+        return KINDS[self.kind.get()]
+
+    def generateStep(self):
+        args = ["-o", self._getExtraPath(), "--count", self.count.get(), "--shape", self.sizeZ.get(),
+                self.sizeY.get(), self.sizeX.get(), "--voxel-size", "%g" % self.voxelSize.get(), "--seed",
+                self.seed.get(), "--kind", self.getKind(), "--prefix", PREFIX]
+        if self.getKind() == "cell":
+            args += ["--tilt-range", "%g" % self.tiltRange.get(), "--tilt-step", "%g" % self.tiltStep.get()]
+        if self.snr.get() is not None:
+            args += ["--snr", "%g" % self.snr.get()]
+        runEngineExplained(self, "phantoms", args, threads=self.numberOfThreads.get())
+
+    def createOutputStep(self):
+        names = sorted(f for f in glob.glob(self._getExtraPath(PREFIX + "_*.mrc")) if not f.endswith(LABELS_SUFFIX))
+        if len(names) != self.count.get():
+            raise Exception("the engine wrote %d phantoms instead of %d" % (len(names), self.count.get()))
+        acquisition = self.acquisition()
+        tomos = SetOfTomograms.create(self._getPath(), template="tomograms%s.sqlite")
+        tomos.setSamplingRate(self.voxelSize.get())
+        tomos.setAcquisition(acquisition)
+        labels = SetOfTomoMasks.create(self._getPath(), template="tomomasks%s.sqlite", suffix="Labels")
+        labels.copyInfo(tomos)
+        for path in names:
+            tomo = Tomogram()
+            tomo.setFileName(path)
+            tomo.setSamplingRate(self.voxelSize.get())
+            tomo.setTsId(os.path.basename(path)[:-len(".mrc")])
+            tomo.setOrigin()            # the centre, as ImportTomograms does by default
+            tomo.setAcquisition(acquisition.clone())
+            tomos.append(tomo)
+            label = TomoMask()
+            label.copyInfo(tomo)
+            label.setFileName(path[:-len(".mrc")] + LABELS_SUFFIX)
+            label.setVolName(path)
+            label.membranesegKind = pwobj.String("labels")
+            labels.append(label)
+        self._defineOutputs(**{OUT_TOMOS: tomos, OUT_LABELS: labels})
+        self._defineSourceRelation(tomos, labels)
+
+    def acquisition(self):
+        """The simulated tilt series, as the tomograms' acquisition (cell phantoms; simple ones have none)."""
+        if self.getKind() != "cell":
+            return TomoAcquisition()
+        return TomoAcquisition(angleMin=-self.tiltRange.get(), angleMax=self.tiltRange.get(),
+                               step=self.tiltStep.get())
+
+    # ------------------------------------------------------------------ info
+    def _validate(self):
+        errors = list(Plugin.validateInstallation())
+        if self.snr.get() is not None and self.snr.get() <= 0:
+            errors.append("The signal-to-noise ratio must be positive (or empty for the default).")
+        return errors
+
+    def _warnings(self):
+        voxels = self.sizeX.get() * self.sizeY.get() * self.sizeZ.get()
+        if self.getKind() == "cell" and voxels > PAPER_VOXELS:
+            return ["Each phantom has %.0f million voxels, more than the paper's 500 x 500 x 250: simulating one "
+                    "needs several GB of RAM and minutes." % (voxels / 1e6)]
+        return []
+
+    def _summary(self):
+        tomos = getattr(self, OUT_TOMOS, None)
+        if tomos is None:
+            return ["%d %s phantoms of %d x %d x %d voxels to generate." % (
+                self.count.get(), self.getKind(), self.sizeX.get(), self.sizeY.get(), self.sizeZ.get())]
+        return ["%d %s phantoms of %d x %d x %d voxels at %g Å/voxel (seeds %d to %d)." % (
+                    tomos.getSize(), self.getKind(), self.sizeX.get(), self.sizeY.get(), self.sizeZ.get(),
+                    self.voxelSize.get(), self.seed.get(), self.seed.get() + tomos.getSize() - 1),
+                "Labels: %s." % LABEL_NAMES[self.getKind()]]
+
+    def _methods(self):
+        how = ("imaged as a tilt series from -%g° to %g° every %g° and reconstructed by weighted back-projection"
+               % (self.tiltRange.get(), self.tiltRange.get(), self.tiltStep.get())
+               if self.getKind() == "cell" else "made of vesicles with a double-Gaussian bilayer profile in noise")
+        return ["%d synthetic tomograms of %d x %d x %d voxels at %g Å/voxel with exact labels were generated with "
+                "scipion-em-membraneseg in the manner of PolNet [MartinezSanchez2024], %s." % (
+                    self.count.get(), self.sizeX.get(), self.sizeY.get(), self.sizeZ.get(), self.voxelSize.get(),
+                    how)]
+
+    def _citations(self):
+        return ["MartinezSanchez2024", "MoralesMartinez2025"]

@@ -1,0 +1,160 @@
+"""Protocol "segment membranes": a SetOfTomograms in, membrane masks and probability maps out."""
+import pyworkflow.object as pwobj
+from pyworkflow import BETA
+from pyworkflow.protocol import params
+from pyworkflow.utils import Message
+from tomo.objects import SetOfTomoMasks, TomoMask
+
+from .. import Plugin
+from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS
+from ..engine import modelfile
+from ..engine.predict import output_paths
+from .base import ProtMembraneSegPerTomo
+
+
+class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
+    """Segment membranes and vesicles in tomograms with the hybrid deep network (Morales-Martinez et al. 2025).
+
+    Each tomogram is resampled to the model's pixel size, segmented in overlapping 224x224 patches (with its
+    neighbouring z-slices for 2.5D models), and the probabilities are resampled back. The output is a binary mask
+    (tomoMasks) and the membrane probability map (tomoProbMaps), which the "threshold and clean" protocol can
+    re-threshold without running the network again.
+    """
+    _label = "segment membranes"
+    _devStatus = BETA
+    _possibleOutputs = {OUT_MASKS: SetOfTomoMasks, OUT_PROBS: SetOfTomoMasks}
+
+    def _defineParams(self, form):
+        form.addSection(label=Message.LABEL_INPUT)
+        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms", important=True,
+                      label="Tomograms",
+                      help="Tomograms to segment. Their sampling rate (Å/px) is used to resample them to the "
+                           "model's pixel size; MRC header values are not trusted.")
+        form.addParam("inputModel", params.PointerParam, pointerClass="MembraneSegModel", allowsNull=True,
+                      label="Trained model (optional)",
+                      help="A model from the 'train membrane model' or 'import membrane model' protocols. Leave "
+                           "empty to use the model shipped with the plugin (or MEMBRANESEG_MODEL if set).")
+        form.addParam("useModelThreshold", params.BooleanParam, default=True,
+                      label="Use the model's calibrated threshold?",
+                      help="Models trained here store the probability threshold that maximised Dice on their "
+                           "validation data. Say No to set your own.")
+        form.addParam("threshold", params.FloatParam, default=0.5, condition="not useModelThreshold",
+                      validators=[params.Range(0.0, 1.0)], label="Probability threshold (0-1)",
+                      help="Voxels with a membrane probability at or above this value are membrane. Lower it to "
+                           "catch faint membranes (more false positives), raise it for cleaner masks. The "
+                           "probability maps are kept, so you can re-threshold later without re-running.")
+        form.addSection(label="Speed and quality")
+        form.addParam("overlap", params.FloatParam, default=0.25, validators=[params.Range(0.0, 0.9)],
+                      label="Patch overlap (fraction, 0-0.9)",
+                      help="Fraction of each 224x224 patch shared with its neighbour. 0.125 is a fast preview, "
+                           "0.25 the default, 0.5 the smoothest (about 2.5x slower than 0.25).")
+        form.addParam("tta", params.BooleanParam, default=False, label="Flip test-time augmentation?",
+                      help="Average the predictions of the patch and its three flips: slightly better masks, "
+                           "about 4x slower.")
+        form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size (patches)",
+                      help="Patches per forward pass. 8 suits a CPU; raise it on a GPU with memory to spare.")
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
+                       help="Run on the GPU(s) below when TensorFlow sees one. Say No to force the CPU.")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs",
+                       help="GPU to use, e.g. 0 or 1. With several tomograms and threads, one job per GPU.")
+        form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
+                      expertLevel=params.LEVEL_ADVANCED, label="CPU threads per tomogram",
+                      help="Threads TensorFlow uses inside one segmentation job on the CPU.")
+        form.addParallelSection(threads=1, mpi=0)
+
+    # ------------------------------------------------------------------ steps
+    def processTomogram(self, tsId):
+        tomo = self.tomoDict[tsId]
+        args = [tomo.getFileName(), "-o", self.tomoExtra(tsId), "--model", self.getModelPath(),
+                "--pixel-size", "%.4f" % tomo.getSamplingRate(), "--overlap", "%g" % self.overlap.get(),
+                "--batch-size", self.batchSize.get()]
+        if not self.useModelThreshold.get():
+            args += ["--threshold", "%g" % self.threshold.get()]
+        if self.tta.get():
+            args.append("--tta")
+        self.runEngine(tsId, "segment", args)
+
+    def registerTomogram(self, tsId):
+        tomo = self.tomoDict[tsId]
+        maskPath, probPath = output_paths(tomo.getFileName(), self.tomoExtra(tsId))
+        sources = [self.inputModel] if self.inputModel.get() is not None else []
+        threshold = self.getThreshold()
+        for name, path, suffix, kind in ((OUT_MASKS, maskPath, "Masks", "binary"),
+                                         (OUT_PROBS, probPath, "ProbMaps", "probability")):
+            outSet = self.getOrCreateSet(name, SetOfTomoMasks, suffix, template="tomomasks%s.sqlite",
+                                         sources=sources)
+            item = TomoMask()
+            item.copyInfo(tomo)
+            item.setFileName(path)
+            item.setVolName(tomo.getFileName())
+            # record what the map is, so later protocols and users need not guess
+            item.membranesegKind = pwobj.String(kind)
+            item.membranesegThreshold = pwobj.Float(threshold)
+            self.appendItem(outSet, item)
+
+    # ------------------------------------------------------------------ model
+    def getModelPath(self):
+        model = self.inputModel.get()
+        return model.getPath() if model is not None else Plugin.getDefaultModel()
+
+    def getThreshold(self):
+        if not self.useModelThreshold.get():
+            return self.threshold.get()
+        return modelfile.read_card(self.getModelPath()).threshold
+
+    # ------------------------------------------------------------------ info
+    def _validate(self):
+        errors = list(Plugin.validateInstallation())
+        tomos = self.getInputSet()
+        if tomos is not None and tomos.getSize() == 0:
+            errors.append("The input set of tomograms is empty.")
+        try:
+            card = modelfile.read_card(self.getModelPath())
+        except modelfile.ModelError as exc:
+            errors.append(str(exc))
+            return errors
+        if tomos is not None and tomos.getSamplingRate() and card.pixel_size:
+            ratio = tomos.getSamplingRate() / card.pixel_size
+            if ratio > 8 or ratio < 1 / 8:
+                errors.append("The tomograms are at %.2f Å/px and the model at %.2f Å/px: resampling by %.2fx "
+                              "would lose the membranes or waste hours. Bin the tomograms (preprocess protocol) "
+                              "or use a model trained nearer their pixel size."
+                              % (tomos.getSamplingRate(), card.pixel_size, ratio))
+        return errors
+
+    def _warnings(self):
+        tomos = self.getInputSet()
+        try:
+            card = modelfile.read_card(self.getModelPath())
+        except modelfile.ModelError:
+            return []
+        if tomos is not None and card.pixel_size and not 0.5 <= tomos.getSamplingRate() / card.pixel_size <= 2:
+            return ["The tomograms (%.2f Å/px) will be resampled by %.2fx to the model's %.2f Å/px."
+                    % (tomos.getSamplingRate(), tomos.getSamplingRate() / card.pixel_size, card.pixel_size)]
+        return []
+
+    def _summary(self):
+        summary = []
+        masks, failed = getattr(self, OUT_MASKS, None), getattr(self, OUT_FAILED, None)
+        if masks is not None:
+            summary.append("%d tomograms segmented." % masks.getSize())
+        if failed is not None:
+            summary.append("%d tomograms failed (see %s and the log for the reasons)." % (failed.getSize(),
+                                                                                          OUT_FAILED))
+        model = self.inputModel.get()
+        summary.append("Model: %s" % (model if model is not None else "the model shipped with the plugin"))
+        summary.append("Threshold: %s; patch overlap %.2f; test-time flips %s." % (
+            "model's calibrated" if self.useModelThreshold.get() else "%.3f" % self.threshold.get(),
+            self.overlap.get(), "on" if self.tta.get() else "off"))
+        return summary
+
+    def _methods(self):
+        tomos = self.getInputSet()
+        n = tomos.getSize() if tomos is not None else 0
+        return ["Membranes were segmented in %d tomograms with the hybrid CNN-LSTM network of Morales-Martinez "
+                "et al. [MoralesMartinez2025] (scipion-em-membraneseg), in 224x224 patches with %.0f%% overlap "
+                "and a probability threshold of %.3f." % (n, 100 * self.overlap.get(), self.getThreshold())]
+
+    def _citations(self):
+        return ["MoralesMartinez2025"]

@@ -1,0 +1,354 @@
+"""Protocol "train membrane model": pretrain on tomograms with label maps (phantoms), or fine-tune a model on
+annotated tomograms and/or 2D image/mask pairs. One step runs the engine's ``train`` command, which writes the model
+folder (weights, card, training_history.json); the output step registers it as a MembraneSegModel.
+
+Continuing an interrupted run reruns the training step on the same folder: the engine finds its checkpoint there
+and resumes after the last finished epoch.
+"""
+import os
+import re
+
+from pwem.protocols import EMProtocol
+from pyworkflow import BETA
+from pyworkflow.protocol import params
+from pyworkflow.utils import Message
+
+from .. import Plugin
+from ..constants import OUT_MODEL
+from ..engine import io, modelfile
+from ..objects import MembraneSegModel
+from .protocol_phantoms import runEngineExplained
+
+# The engine's presets (engine/model.py PRESETS), smallest first; that module needs TensorFlow, which the Scipion
+# side must not, so the names are repeated here and a test keeps both lists equal.
+PRESETS = ("tiny", "cpu-small", "cpu", "cpu-large", "paper")
+DEFAULT_PRESET = PRESETS.index("cpu")
+LOSSES = ("bce", "dice", "focal", "bce+dice")
+BINARY, MULTICLASS = 0, 1
+DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say
+
+
+def pairingErrors(tomos, masks):
+    """Why tomograms and their label maps cannot be paired by tsId (empty when every tomogram has exactly one
+    label map of the same size and sampling rate)."""
+    if masks is None:
+        return ["The tomograms need their label maps: give a set of tomo masks with the same tsIds."]
+
+    def byTsId(items, what):
+        found, twice = {}, set()
+        for item in items:
+            twice.update([item.getTsId()] if item.getTsId() in found else [])
+            found[item.getTsId()] = (tuple(item.getDimensions()), item.getSamplingRate())
+        return found, (["%s: tsId %s appears more than once." % (what, ", ".join(sorted(twice)))] if twice else [])
+
+    tomoItems, errors = byTsId(tomos, "Tomograms")
+    maskItems, maskErrors = byTsId(masks, "Label maps")
+    errors += maskErrors
+    missing, extra = sorted(set(tomoItems) - set(maskItems)), sorted(set(maskItems) - set(tomoItems))
+    if missing:
+        errors.append("No label map has the tsId of tomogram(s) %s (%d tomograms, %d label maps): every tomogram "
+                      "needs one." % (", ".join(missing), len(tomoItems), len(maskItems)))
+    if extra:
+        errors.append("Label map(s) %s have no tomogram with the same tsId (%d tomograms, %d label maps)."
+                      % (", ".join(extra), len(tomoItems), len(maskItems)))
+    for tsId in sorted(set(tomoItems) & set(maskItems)):
+        (tomoDims, tomoRate), (maskDims, maskRate) = tomoItems[tsId], maskItems[tsId]
+        if tomoDims != maskDims:
+            errors.append("%s: the tomogram is %s voxels but its label map is %s." % (
+                tsId, " x ".join(map(str, tomoDims)), " x ".join(map(str, maskDims))))
+        if abs(tomoRate - maskRate) > 1e-3 * tomoRate:
+            errors.append("%s: the tomogram is at %.3f Å/px but its label map at %.3f Å/px." % (
+                tsId, tomoRate, maskRate))
+    return errors
+
+
+def parseLabels(text):
+    """'1 2' or '1, 2' -> [1, 2]; ValueError when it is not a list of label values 0-255."""
+    values = [int(v) for v in re.split(r"[\s,;]+", (text or "").strip()) if v]
+    if not values or any(not 0 <= v <= 255 for v in values):
+        raise ValueError(text)
+    return values
+
+
+def folderPairs(imagesFolder, masksFolder):
+    """(images with a mask of the same name, images without one) in two folders, by file name without extension."""
+    def stems(folder):
+        return {os.path.splitext(f)[0] for f in os.listdir(folder) if io.is_supported(f)}
+    images, masks = stems(imagesFolder), stems(masksFolder)
+    return sorted(images & masks), sorted(images - masks)
+
+
+class ProtMembraneSegTrain(EMProtocol):
+    """Train the hybrid membrane network (Morales-Martinez et al. 2025, section 3.1), or fine-tune a model.
+
+    Pretrain on phantoms ("generate phantoms" gives tomograms and label maps paired by tsId), then fine-tune the
+    result on annotated tomograms or on 2D image/mask pairs (the shared real data come as such folders). Patches
+    are augmented as in the paper (rotation 0-20°, shifts up to 20%, zoom 0.8-1.2, horizontal flips); Adam, early
+    stopping that restores the best weights and reduce-LR-on-plateau. Without separate validation images, whole
+    tomograms and whole groups of images are split 70/15/15 into training, validation and test. The probability
+    threshold is calibrated on the validation data (best Dice) and stored in the model; "segment membranes" uses
+    it unless told otherwise.
+    """
+    _label = "train membrane model"
+    _devStatus = BETA
+    _possibleOutputs = {OUT_MODEL: MembraneSegModel}
+
+    def _defineParams(self, form):
+        form.addSection(label=Message.LABEL_INPUT)
+        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms", allowsNull=True,
+                      important=True, label="Tomograms (optional)",
+                      help="Training tomograms, e.g. the output of 'generate phantoms'. Their sampling rate "
+                           "(Å/px) is used; MRC headers are not trusted. Use the same preprocessing as for the "
+                           "tomograms you will segment.")
+        form.addParam("inputMasks", params.PointerParam, pointerClass="SetOfTomoMasks", allowsNull=True,
+                      label="Their label maps",
+                      help="One per tomogram, with the same tsId, size and sampling rate: the 'labels' of "
+                           "'generate phantoms', or masks drawn elsewhere. 0 is background; which other values "
+                           "are membrane is set under Network.")
+        form.addParam("imagesFolder", params.PathParam, label="2D images folder (optional)",
+                      help="A folder of 2D slices (TIFF, PNG, MRC) to train on, alone or with the tomograms.")
+        form.addParam("masksFolder", params.PathParam, condition="imagesFolder", label="2D masks folder",
+                      help="Masks with the same file names as the images (extensions may differ): 0/1, 0/255 or "
+                           "soft 0-255 (membrane above 127). Images without a mask are left out.")
+        form.addParam("groupsFile", params.PathParam, condition="imagesFolder", label="Groups of the 2D images (CSV)",
+                      help="Optional CSV naming each image's group, i.e. the field of view it comes from (columns "
+                           "'group' and one of image, file, name, id, image_png), such as the shared data's "
+                           "manifest.csv. Copies of one field of view never sit on both sides of the split. "
+                           "Empty: the whole folder is one group.")
+        form.addParam("imagesPixelSize", params.FloatParam, allowsNull=True, condition="imagesFolder",
+                      label="2D images' pixel size (Å/px)",
+                      help="Empty: the images are taken to be at the model's pixel size.")
+        form.addParam("valImagesFolder", params.PathParam, condition="imagesFolder",
+                      expertLevel=params.LEVEL_ADVANCED, label="Validation images folder (optional)",
+                      help="Separate 2D images to validate on (and to calibrate the threshold). Then nothing is "
+                           "split: all tomograms and training images train.")
+        form.addParam("valMasksFolder", params.PathParam, condition="valImagesFolder",
+                      expertLevel=params.LEVEL_ADVANCED, label="Validation masks folder",
+                      help="Masks of the validation images, with the same file names.")
+        form.addParam("inputModel", params.PointerParam, pointerClass="MembraneSegModel", allowsNull=True,
+                      label="Starting model (fine-tuning, optional)",
+                      help="A model from this protocol or 'import membrane model' to fine-tune. Its preset, "
+                           "z-context and classes are kept (the Network settings are then ignored), and so is its "
+                           "pixel size unless you set one.")
+
+        form.addSection(label="Network")
+        form.addParam("preset", params.EnumParam, choices=list(PRESETS), default=DEFAULT_PRESET,
+                      label="Network size (preset)",
+                      help="The paper's network with fewer filters: tiny (0.4 M parameters, for tests), cpu-small, "
+                           "cpu (6 M, the CPU default), cpu-large (25 M) and paper (400 M, GPU only).")
+        form.addParam("context", params.IntParam, default=1, validators=[params.GE(1)],
+                      label="Z-slices per input (2.5D context)",
+                      help="1: each slice alone. An odd number k (3 or 5): the slice and its neighbours, joined by "
+                           "a bidirectional LSTM as in the paper. 2D images have no neighbours; a 2.5D model also "
+                           "learns to work without them (see Context dropout).")
+        form.addParam("classesMode", params.EnumParam, choices=["binary membrane mask", "multi-class label map"],
+                      default=BINARY, display=params.EnumParam.DISPLAY_HLIST, label="Output",
+                      help="binary: membrane or not (sigmoid, BCE). multi-class: one class per label value of the "
+                           "label maps, counted from them (softmax, CCE); 2D masks count as class 1.")
+        form.addParam("membraneLabels", params.StringParam, default="1 2", condition="classesMode == %d" % BINARY,
+                      label="Label values that are membrane",
+                      help="In binary mode, the label map values that count as membrane, separated by spaces. "
+                           "Phantoms: 1 membrane, 2 vesicle membrane (3 filament and 4 macromolecule are not "
+                           "membrane). Masks of 0/1 need no change.")
+        form.addParam("pixelSize", params.FloatParam, allowsNull=True, label="Model pixel size (Å/px)",
+                      help="The pixel size the model works at; inputs are resampled to it. Empty: the starting "
+                           "model's, else the tomograms' sampling rate, else %g Å. The paper pretrains at 10 Å."
+                           % DEFAULT_PIXEL_SIZE)
+        form.addParam("patchSize", params.IntParam, default=224, validators=[params.GE(64)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Patch size (px)",
+                      help="Square patches the network trains on (the paper: 224). Smaller patches train faster "
+                           "but see less context.")
+
+        form.addSection(label="Training")
+        form.addParam("epochs", params.IntParam, default=20, validators=[params.GE(1)], label="Maximum epochs",
+                      help="Early stopping usually ends sooner. The paper: 50 epochs on a GPU.")
+        form.addParam("stepsPerEpoch", params.IntParam, default=50, validators=[params.GE(1)],
+                      label="Batches per epoch",
+                      help="Random augmented batches drawn per epoch. Epoch time grows with it.")
+        form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)], label="Batch size",
+                      help="Patches per batch. 8 suits a CPU; the paper used 32 on a GPU.")
+        form.addParam("learningRate", params.FloatParam, default=1e-3, validators=[params.GT(0)],
+                      label="Learning rate",
+                      help="Adam's initial learning rate; it is halved when the validation loss stalls. 1e-3 to "
+                           "train from scratch; 1e-4 is gentler for fine-tuning.")
+        form.addParam("loss", params.EnumParam, choices=["cross-entropy", "Dice", "focal", "cross-entropy + Dice"],
+                      default=0, label="Loss",
+                      help="cross-entropy: BCE (binary) or CCE (multi-class), the paper's choice. Dice and focal "
+                           "suit thin membranes that cover few pixels.")
+        form.addParam("patience", params.IntParam, default=6, validators=[params.GE(1)],
+                      label="Early-stopping patience (epochs)",
+                      help="Stop after this many epochs without a better validation loss, and keep the best "
+                           "weights.")
+        form.addParam("contextDropout", params.FloatParam, default=0.5, validators=[params.Range(0.0, 1.0)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Context dropout (0-1)",
+                      help="2.5D models: the fraction of tomogram patches trained with their slice repeated "
+                           "instead of their neighbours, as 2D images are. 0 if the model will only see tomograms; "
+                           "keep 0.5 if it must also work on 2D images.")
+        form.addParam("augment", params.BooleanParam, default=True, expertLevel=params.LEVEL_ADVANCED,
+                      label="Augment?", help="The paper's augmentation (see the protocol help). Say No only to "
+                                             "compare.")
+        form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
+                      help="Fixes the split, the patches and the initial weights.")
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
+                       help="Train on the GPU below when TensorFlow sees one. Say No to force the CPU.")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU ID",
+                       help="The GPU to train on, e.g. 0.")
+        form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
+                      expertLevel=params.LEVEL_ADVANCED, label="CPU threads",
+                      help="Threads TensorFlow uses when training on the CPU; the number of cores you can spare.")
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.trainStep, needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    def modelDir(self):
+        return self._getExtraPath("model")
+
+    def trainStep(self):
+        # The model folder is not cleaned: when a run is continued, its checkpoint lets the engine resume.
+        runEngineExplained(self, "train", self.engineArgs(), useGpu=self.useGpu.get(), threads=self.binThreads.get())
+
+    def engineArgs(self):
+        """The ``membraneseg train`` options for this form."""
+        args = ["-o", self.modelDir(), "--name", "%s (run %s)" % (self.getRunName(), self.getObjId())]
+        tomos = self.inputTomograms.get()
+        if tomos is not None:
+            masks = {m.getTsId(): m.getFileName() for m in self.inputMasks.get()}
+            for tomo in tomos:
+                args += ["--volume", tomo.getFileName(), masks[tomo.getTsId()]]
+            args += ["--volume-pixel-size", "%.4f" % tomos.getSamplingRate()]
+        if self.imagesFolder.get():
+            args += ["--images", self.imagesFolder.get(), "--masks", self.masksFolder.get()]
+            if self.groupsFile.get():
+                args += ["--groups", self.groupsFile.get()]
+            if self.imagesPixelSize.get():
+                args += ["--image-pixel-size", "%g" % self.imagesPixelSize.get()]
+            if self.valImagesFolder.get():
+                args += ["--val-images", self.valImagesFolder.get(), "--val-masks", self.valMasksFolder.get()]
+        model = self.inputModel.get()
+        if model is not None:
+            args += ["--start-model", os.path.abspath(model.getPath())]
+        else:
+            args += ["--preset", PRESETS[self.preset.get()], "--context", self.context.get(),
+                     "--classes", 1 if self.classesMode.get() == BINARY else 0]
+        if self.classesMode.get() == BINARY:
+            args += ["--membrane-labels"] + parseLabels(self.membraneLabels.get())
+        pixelSize = self.modelPixelSize()
+        if pixelSize:
+            args += ["--pixel-size", "%.4f" % pixelSize]
+        args += ["--patch", self.patchSize.get(), "--epochs", self.epochs.get(), "--steps", self.stepsPerEpoch.get(),
+                 "--batch-size", self.batchSize.get(), "--learning-rate", "%g" % self.learningRate.get(),
+                 "--loss", LOSSES[self.loss.get()], "--patience", self.patience.get(), "--seed", self.seed.get(),
+                 "--context-dropout", "%g" % self.contextDropout.get()]
+        if not self.augment.get():
+            args.append("--no-augment")
+        return args
+
+    def modelPixelSize(self):
+        """The pixel size asked for; else None when fine-tuning (the engine keeps the starting model's); else the
+        tomograms' sampling rate, else the default."""
+        if self.pixelSize.get():
+            return self.pixelSize.get()
+        if self.inputModel.get() is not None:
+            return None
+        tomos = self.inputTomograms.get()
+        return tomos.getSamplingRate() if tomos is not None else DEFAULT_PIXEL_SIZE
+
+    def createOutputStep(self):
+        model = MembraneSegModel(path=self.modelDir())
+        self._defineOutputs(**{OUT_MODEL: model})
+        for pointer in (self.inputTomograms, self.inputMasks, self.inputModel):
+            if pointer.get() is not None:
+                self._defineSourceRelation(pointer, model)
+
+    # ------------------------------------------------------------------ info
+    def _validate(self):
+        errors = list(Plugin.validateInstallation())
+        tomos, images = self.inputTomograms.get(), self.imagesFolder.get()
+        if tomos is None and not images:
+            errors.append("Nothing to train on: give tomograms with their label maps, a folder of 2D images with "
+                          "their masks, or both.")
+        if tomos is not None:
+            errors += pairingErrors(tomos, self.inputMasks.get())
+        errors += self._folderErrors(images, self.masksFolder.get(), "2D")
+        errors += self._folderErrors(self.valImagesFolder.get(), self.valMasksFolder.get(), "validation")
+        if images and self.groupsFile.get() and not os.path.isfile(self.groupsFile.get()):
+            errors.append("The groups file %s does not exist." % self.groupsFile.get())
+        if self.context.get() % 2 == 0:
+            errors.append("The z-context must be 1 or an odd number of slices (3, 5...), not %d."
+                          % self.context.get())
+        if self.classesMode.get() == BINARY:
+            try:
+                parseLabels(self.membraneLabels.get())
+            except ValueError:
+                errors.append("Membrane label values must be whole numbers 0-255 separated by spaces, e.g. 1 2; "
+                              "not '%s'." % self.membraneLabels.get())
+        model = self.inputModel.get()
+        if model is not None:
+            try:
+                modelfile.read_card(model.getPath())
+            except modelfile.ModelError as exc:
+                errors.append(str(exc))
+        return errors
+
+    @staticmethod
+    def _folderErrors(images, masks, what):
+        if not images:
+            return []
+        if not os.path.isdir(images):
+            return ["The %s images folder %s does not exist." % (what, images)]
+        if not masks or not os.path.isdir(masks):
+            return ["The %s images need a masks folder (%s does not exist)." % (what, masks or "none given")]
+        if not folderPairs(images, masks)[0]:
+            return ["No image in %s has a mask of the same name in %s." % (images, masks)]
+        return []
+
+    def _warnings(self):
+        warnings = []
+        images, masks = self.imagesFolder.get(), self.masksFolder.get()
+        if images and masks and os.path.isdir(images) and os.path.isdir(masks):
+            unlabelled = folderPairs(images, masks)[1]
+            if unlabelled:
+                warnings.append("%d images in %s have no mask (e.g. %s) and will be left out."
+                                % (len(unlabelled), images, unlabelled[0]))
+            if not self.groupsFile.get():
+                warnings.append("No groups file: all 2D images are one group, which the 70/15/15 split puts "
+                                "whole on one side (training, validation or test), or which also validates when "
+                                "there are fewer than 3 groups. If the images come from several fields of view, "
+                                "give their groups.")
+        if images and self.classesMode.get() == MULTICLASS:
+            warnings.append("2D masks are binary: in a multi-class model they only teach class 1.")
+        return warnings
+
+    def _summary(self):
+        model = getattr(self, OUT_MODEL, None)
+        if model is None:
+            return ["Training (a continued run resumes from its last finished epoch)."]
+        card = model.getCard()
+        prov = card["provenance"]
+        summary = ["%s" % model,
+                   "%d epochs run%s in %.0f s; threshold %.3f calibrated on validation (Dice %.3f)." % (
+                       prov["epochs_run"], " (resumed after epoch %d)" % prov["resumed_after_epoch"]
+                       if prov.get("resumed_after_epoch") else "", prov["seconds"], card["threshold"],
+                       prov["validation_dice"])]
+        if prov.get("test"):
+            summary.append("Held-out test split: Dice %.3f, IoU %.3f." % (prov["test"]["dice"], prov["test"]["iou"]))
+        if self.inputModel.get() is not None:
+            summary.append("Fine-tuned from %s." % self.inputModel.get())
+        return summary
+
+    def _methods(self):
+        model = getattr(self, OUT_MODEL, None)
+        if model is None:
+            return []
+        return ["A hybrid CNN-LSTM membrane segmentation network [MoralesMartinez2025] (preset %s, %d z-slice(s), "
+                "%.2f Å/px) was %s with scipion-em-membraneseg on %d x %d patches with the paper's augmentation, "
+                "Adam, early stopping and learning-rate reduction; the probability threshold (%.3f) was calibrated "
+                "on the validation data." % (
+                    model.getPreset(), model.getContext(), model.getPixelSize(),
+                    "fine-tuned" if self.inputModel.get() is not None else "trained", self.patchSize.get(),
+                    self.patchSize.get(), model.getThreshold())]
+
+    def _citations(self):
+        return ["MoralesMartinez2025"]

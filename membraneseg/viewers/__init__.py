@@ -1,0 +1,5 @@
+"""Viewers: masks over their tomograms, training curves, and evaluation results. Their windows run in separate
+processes (``launch``); ``render`` draws the same pictures as PNG files for headless use."""
+from .viewer_evaluation import MembraneSegEvaluationViewer  # noqa: F401
+from .viewer_overlay import MembraneSegOverlayViewer  # noqa: F401
+from .viewer_training import MembraneSegTrainingViewer  # noqa: F401

@@ -1,0 +1,45 @@
+"""Patch grids, blending windows and 2.5D context indices."""
+import numpy as np
+import pytest
+
+from membraneseg.engine import tiling
+
+
+@pytest.mark.parametrize("length,patch,overlap", [(224, 224, 0.25), (500, 224, 0.25), (1024, 224, 0.5),
+                                                  (225, 224, 0.125)])
+def test_patches_cover_with_requested_overlap(length, patch, overlap):
+    s = tiling.starts(length, patch, overlap)
+    assert s[0] == 0 and s[-1] + patch == length
+    steps = np.diff(s)
+    assert np.all(steps <= patch * (1 - overlap) + 1)
+
+
+def test_window_is_smooth_and_positive():
+    w = tiling.window(224)
+    assert w.min() > 0 and w.max() <= 1
+    assert w[112, 112] > 0.99 and w[0, 0] < 0.01
+
+
+def test_blending_constant_predictions_is_exact():
+    shape, patch = (300, 410), 96
+    acc = np.zeros(shape)
+    wsum = np.zeros(shape)
+    w = tiling.window(patch)
+    for r, c in tiling.grid(shape, patch, 0.25):
+        acc[r:r + patch, c:c + patch] += 0.7 * w
+        wsum[r:r + patch, c:c + patch] += w
+    np.testing.assert_allclose(acc / wsum, 0.7, rtol=1e-6)
+
+
+def test_context_indices_mirror_at_the_ends():
+    assert tiling.context_indices(0, 10, 5) == [2, 1, 0, 1, 2]
+    assert tiling.context_indices(9, 10, 5) == [7, 8, 9, 8, 7]
+    assert tiling.context_indices(5, 10, 3, spacing=2.0) == [3, 5, 7]
+    assert tiling.context_indices(0, 1, 5) == [0] * 5     # a 2D image: missing context, slice repeated
+
+
+def test_pad_to_reaches_patch_size():
+    img = np.arange(50 * 60, dtype=np.float32).reshape(50, 60)
+    out = tiling.pad_to(img, tiling.padded_shape(img.shape, 224))
+    assert out.shape == (224, 224)
+    np.testing.assert_array_equal(out[:50, :60], img)

@@ -1,0 +1,213 @@
+"""Training: the split by group, augmentation, 2.5D context, labels, the calibrated threshold, resuming an
+interrupted run, and multi-class models."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from membraneseg.engine import io, metrics, modelfile, phantoms, predict, tiling, train
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _sample(depth=5, size=120, group="", is_2d=False, z_spacing=1.0):
+    """A stack whose every slice is constant and equal to its z index, with a disc of label 1 in the middle."""
+    image = np.repeat(np.arange(depth, dtype=np.float32)[:, None, None], size, 1).repeat(size, 2)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.repeat(((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2)[None], depth, 0)
+    return train.Sample(image, labels.astype(np.uint8), "s%s" % group, is_2d, group, z_spacing)
+
+
+# ----------------------------------------------------------------------------- split
+def test_split_keeps_groups_whole():
+    items = [_sample(group="g%d" % (i % 20)) for i in range(60)]      # 20 groups of 3
+    tr, va, te = train.split_by_source(items, seed=3)
+    sides = [{s.group for s in part} for part in (tr, va, te)]
+    assert [len(s) for s in sides] == [14, 3, 3]                     # 70/15/15 of the groups
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sorted(map(id, tr + va + te)) == sorted(map(id, items))   # every item once
+
+
+def test_split_without_groups_splits_items_and_few_groups_reuse_training():
+    items = [_sample() for _ in range(10)]
+    tr, va, te = train.split_by_source(items)
+    assert (len(tr), len(va), len(te)) == (6, 2, 2)
+    two = [_sample(group="a"), _sample(group="a"), _sample(group="b")]
+    tr, va, te = train.split_by_source(two)
+    assert len(tr) == 3 and va == tr and te == []
+
+
+def test_groups_file_like_the_shared_manifest(tmp_path):
+    csv = tmp_path / "manifest.csv"
+    csv.write_text("id,group,image_png\nhybc_1,G0,images/hybc_1.png\nhybc_2,G4,images/hybc_2.png\n")
+    groups = train.read_groups(str(csv))
+    assert groups == {"hybc_1": "G0", "hybc_2": "G4"}
+    assert train.image_group("/data/images/hybc_2.png", groups, "folder") == "G4"
+    assert train.image_group("/data/images/hybc_9.png", None, "folder") == "folder"
+    with pytest.raises(io.InputError, match="hybc_9.png: has no group"):
+        train.image_group("/data/images/hybc_9.png", groups, "folder")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,kind\nx,y\n")
+    with pytest.raises(io.InputError, match="'group' column"):
+        train.read_groups(str(bad))
+
+
+# ----------------------------------------------------------------------------- augmentation and context
+def test_augmentation_moves_image_and_labels_together():
+    rng = np.random.default_rng(0)
+    size, patch = 144, 96
+    labels = np.zeros((size, size), np.uint8)
+    labels[30:60, 20:100] = 1
+    labels[80:120, 70:90] = 4
+    labels[40:45, 100:140] = 2
+    for _ in range(20):
+        stack, lab = train._augment([labels.astype(np.float32)] * 2, labels, rng, patch)
+        assert lab.shape == (patch, patch) and stack[0].shape == (patch, patch)
+        assert set(np.unique(lab)) <= {0, 1, 2, 4}                 # nearest: no new label values
+        # the image went through the same warp (linear instead of nearest): they agree but at a few edge pixels
+        assert np.mean(np.abs(stack[0] - lab) < 0.5) > 0.97
+        np.testing.assert_array_equal(stack[0], stack[1])
+
+
+def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
+    config = train.TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
+    flat = train.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]
+    assert flat.shape == (6, 3, 96, 96, 1)
+    np.testing.assert_array_equal(flat[:, 0], flat[:, 1])
+    np.testing.assert_array_equal(flat[:, 2], flat[:, 1])
+    # a volume at 5 Å with the model at 10 Å: the neighbours are 2 input slices away (mirrored at the ends)
+    x = train.PatchSampler([_sample(depth=9, z_spacing=2.0)], config, 0).batch(20)[0]
+    for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
+        assert list(stack) == tiling.context_indices(z, 9, 3, 2.0)   # each slice's value is its index
+    assert np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 4)          # inside the volume: z - 2 and z + 2
+    # context dropout 1: tomogram patches look like 2D ones
+    dropped = train.PatchSampler([_sample(depth=9)], train.TrainConfig(**dict(
+        vars(config), context_dropout=1.0)), 0).batch(6)[0]
+    np.testing.assert_array_equal(dropped[:, 0], dropped[:, 2])
+
+
+def test_z_spacing_follows_the_pixel_sizes(tmp_path):
+    tomo, labels = phantoms.simple_phantom((8, 64, 64), 5.0, seed=1)
+    io.write(str(tmp_path / "t.mrc"), tomo, 5.0)
+    io.write(str(tmp_path / "l.mrc"), labels, 5.0)
+    s = train.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), train.TrainConfig(pixel_size=10))
+    assert s.image.shape == (8, 32, 32) and s.z_spacing == 2.0 and s.group == ""
+    s = train.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), train.TrainConfig(pixel_size=10),
+                               pixel_size=10.0)                     # the sampling rate given wins over the header
+    assert s.image.shape == (8, 64, 64) and s.z_spacing == 1.0
+
+
+# ----------------------------------------------------------------------------- labels
+def test_label_maps_binary_multiclass_and_refusals(tmp_path):
+    labels = np.zeros((4, 64, 64), np.uint8)
+    labels[:, 10:20] = 1
+    labels[:, 30:40] = 3
+    labels[:, 50:55] = 4
+    tomo = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
+    io.write(str(tmp_path / "l.mrc"), labels, 10.0)
+    t, l = str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc")
+    binary = train.load_volume_pair(t, l, train.TrainConfig(membrane_labels=[1, 2]))
+    np.testing.assert_array_equal(binary.labels, labels == 1)        # filaments and particles are not membrane
+    assert train.count_classes([l]) == 5
+    multi = train.load_volume_pair(t, l, train.TrainConfig(classes=5))
+    np.testing.assert_array_equal(multi.labels, labels)
+    with pytest.raises(io.InputError, match="has label 4 but the model has 3 classes"):
+        train.load_volume_pair(t, l, train.TrainConfig(classes=3))
+    io.write(str(tmp_path / "p.mrc"), (labels > 0) * 0.7, 10.0)
+    with pytest.raises(io.InputError, match="probability map"):
+        train.load_volume_pair(t, str(tmp_path / "p.mrc"), train.TrainConfig())
+    io.write(str(tmp_path / "small.mrc"), labels[:, :32], 10.0)
+    with pytest.raises(io.InputError, match="labels have shape"):
+        train.load_volume_pair(t, str(tmp_path / "small.mrc"), train.TrainConfig())
+
+
+def test_an_interrupted_run_with_other_settings_is_refused(tmp_path):
+    checkpoint, history = str(tmp_path / "checkpoint"), str(tmp_path / "h.json")
+    assert train._resume_point(checkpoint, history, train.TrainConfig(preset="tiny")) == 0
+    assert json.load(open(os.path.join(checkpoint, "settings.json")))["preset"] == "tiny"
+    with pytest.raises(io.InputError, match="preset tiny -> cpu"):
+        train._resume_point(checkpoint, history, train.TrainConfig(preset="cpu"))
+
+
+# ----------------------------------------------------------------------------- whole runs
+def _engine(*args):
+    return [sys.executable, "-m", "membraneseg.engine"] + [str(a) for a in args]
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("phantoms")
+    pairs = []
+    for seed in range(3):
+        tomo, labels = phantoms.simple_phantom((24, 112, 112), 10.0, seed=seed, snr=2.0)
+        pairs.append((str(folder / ("t%d.mrc" % seed)), str(folder / ("t%d_labels.mrc" % seed))))
+        io.write(pairs[-1][0], tomo, 10.0)
+        io.write(pairs[-1][1], labels, 10.0)
+    return pairs
+
+
+def test_interrupted_training_resumes_and_stores_the_calibrated_threshold(tmp_path, phantom_files):
+    out = tmp_path / "model"
+    command = _engine("train", "-o", out, "--preset", "tiny", "--patch", 96, "--epochs", 4, "--steps", 3,
+                      "--batch-size", 4, "--context", 3, "--volume", *phantom_files[0], "--volume",
+                      *phantom_files[1], "--val-volume", *phantom_files[2])
+    # run until the first epoch is checkpointed, then kill it as a cluster job limit would
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = out / "checkpoint" / "training_metadata.json"
+    deadline = time.time() + 300
+    while not metadata.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert metadata.exists(), "no checkpoint was written"
+    first = json.load(open(out / "training_history.json"))["epochs"]
+    assert not (out / "membraneseg_model.json").exists()
+
+    res = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming the interrupted training" in res.stderr
+    history = json.load(open(out / "training_history.json"))["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]              # the epochs continue, none twice
+    assert history[0] == first[0]                                     # epoch 1 was not run again
+    assert all({"loss", "val_loss", "val_dice"} <= set(e) for e in history)
+    assert not (out / "checkpoint").exists()
+    card = modelfile.read_card(str(out))
+    assert card.provenance["resumed_after_epoch"] >= 1 and card.provenance["epochs_run"] == 4
+
+    # the stored threshold is the one that maximises Dice on the validation patches
+    config = train.TrainConfig(**card.provenance["config"])
+    val_x, val_y = train.fixed_patches([train.load_volume_pair(*phantom_files[2], config)], config)
+    model, _ = modelfile.load(str(out))
+    probs = model.predict(val_x, verbose=0)
+    threshold, dice = metrics.calibrate_threshold(train.foreground(probs), train.foreground(val_y) > 0.5)
+    assert 0 < card.threshold < 1
+    assert card.threshold == pytest.approx(threshold, abs=1e-6)
+    assert card.provenance["validation_dice"] == pytest.approx(dice, abs=1e-3)
+    assert card.provenance["validation"]["dice"] == pytest.approx(dice, abs=1e-3)
+
+
+def test_multiclass_model_trains_and_segments_labels(tmp_path):
+    from membraneseg.engine import simulate
+    tomo, labels = simulate.cell_phantom((16, 96, 96), 10.0, seed=2)
+    t, l = str(tmp_path / "cell.mrc"), str(tmp_path / "cell_labels.mrc")
+    io.write(t, tomo, 10.0)
+    io.write(l, labels, 10.0)
+    classes = train.count_classes([l])
+    config = train.TrainConfig(preset="tiny", classes=classes, patch=96, epochs=1, steps_per_epoch=2,
+                               batch_size=2, loss="bce+dice")
+    sample = train.load_volume_pair(t, l, config)
+    x, y = train.PatchSampler([sample], config, 0).batch(2)
+    assert y.shape == (2, 96, 96, classes) and np.all(y.sum(-1) == 1)  # one-hot over the label values
+    card = train.train([sample], [sample], config, str(tmp_path / "model"))
+    assert card.network["classes"] == classes and len(card.class_names) == classes
+    assert 0 < card.threshold < 1
+    mask_path, prob_path = predict.Predictor(str(tmp_path / "model"), batch_size=2).segment_file(
+        t, str(tmp_path / "seg"), progress=False)
+    assert set(np.unique(io.read(mask_path).data)) <= set(range(classes))
+    prob = io.read(prob_path).data
+    assert 0 <= float(prob.min()) and float(prob.max()) <= 1
