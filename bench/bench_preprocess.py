@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from membraneseg.engine import eed, io, preprocess  # noqa: E402
+from membraneseg.engine import binning, clahe, eed, io, preprocess, recipes, streaming  # noqa: E402
 
 
 def synthetic(path, shape, seed=0):
@@ -26,7 +26,7 @@ def synthetic(path, shape, seed=0):
     from scipy import ndimage
     rng = np.random.default_rng(seed)
     with io.create_mrc(path, shape, np.float32, 10.0) as out:
-        for z0, z1 in preprocess.chunks(out):
+        for z0, z1 in streaming.chunks(out):
             block = ndimage.gaussian_filter(rng.normal(size=(z1 - z0,) + tuple(shape[1:])), (0, 4, 4))
             out[z0:z1] = 10 * block + rng.normal(size=block.shape)
 
@@ -76,20 +76,20 @@ def main():
 
     # CLAHE on z-slices with the paper's parameters
     low, high = np.percentile(preprocess.sample(work), preprocess.CLIP_PERCENTILES)
-    _, seconds = timed(preprocess.clahe_planes, work, low, high, 32, 3.0)
+    _, seconds = timed(clahe.clahe_planes, work, low, high, 32, 3.0)
     print("CLAHE: %.0f slices of %dx%d per s" % (shape[0] / seconds, shape[1], shape[2]))
 
     # binning by 2 with antialiasing, and by block averaging
     for antialias, name in ((True, "Lanczos-3"), (False, "block average")):
-        with preprocess.Scratch(os.path.join(folder, "binned.mrc")) as scratch:
-            _, seconds = timed(scratch.materialize, preprocess.binned(vol.data, 2, antialias))
+        with recipes.Scratch(os.path.join(folder, "binned.mrc")) as scratch:
+            _, seconds = timed(scratch.materialize, binning.binned(vol.data, 2, antialias))
         print("binning by 2 (%s): %.1f M input voxels/s" % (name, voxels / seconds / 1e6))
     del work, vol
 
     # the whole default chain, file to file, in a fresh process: its peak memory
     out = os.path.join(folder, "out.mrc")
-    code = ("import sys, time; sys.path.insert(0, %r); from membraneseg.engine import preprocess; "
-            "t = time.perf_counter(); preprocess.apply_recipe(%r, %r, preprocess.DEFAULT_RECIPE); "
+    code = ("import sys, time; sys.path.insert(0, %r); from membraneseg.engine import recipes; "
+            "t = time.perf_counter(); recipes.apply_recipe(%r, %r, recipes.DEFAULT_RECIPE); "
             "print('chain (normalise, EED, CLAHE), file to file: %%.1f s' %% (time.perf_counter() - t))"
             % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), src, out))
     peak = child_peak_mib(code)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, model as net, modelfile, predict, preprocess
+from membraneseg.engine import io, model as net, modelfile, predict, preprocess, recipes
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_model_preprocessing_recipe_is_applied_at_prediction(tmp_path):
     out = tmp_path / "out"
     _, prob_path = Pointwise(folder, batch_size=4).segment_file(path, str(out), progress=False)
     ref = str(tmp_path / "ref.mrc")
-    preprocess.apply_recipe(path, ref, recipe, pixel_size=10.0)
+    recipes.apply_recipe(path, ref, recipe, pixel_size=10.0)
     pre = np.asarray(io.read(ref).data, np.float32)
     expected = 1.0 / (1.0 + np.exp(-preprocess.normalize(pre, preprocess.robust_stats(pre))))
     np.testing.assert_allclose(np.asarray(io.read(prob_path).data), expected, atol=1e-5)

@@ -6,14 +6,14 @@ Each step can be switched off; the recipe that ran is written beside the output 
 import logging
 import os
 
-from . import preprocess
+from . import recipes
 from .cli import _compute_options
 
 log = logging.getLogger("membraneseg")
 
 
 def add_preprocess(sub):
-    eed, clahe = preprocess.EED_DEFAULTS, preprocess.CLAHE_DEFAULTS
+    eed, clahe = recipes.EED_DEFAULTS, recipes.CLAHE_DEFAULTS
     p = sub.add_parser("preprocess", help="bin, normalise, denoise (EED) and CLAHE a tomogram before segmenting "
                                           "or training",
                        description="Steps, in order: binning (off unless asked for), robust normalisation to mean "
@@ -94,14 +94,14 @@ def _set_threads(threads):
 
 def cmd_preprocess(args):
     try:
-        recipe = preprocess.recipe_from_args(args)
+        recipe = recipes.recipe_from_args(args)
     except ValueError as exc:
         raise SystemExit("preprocess: %s" % exc)
     _set_threads(args.threads)
     out = output_path(args.input, args.output)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     programs = {k: v for k, v in (("bin", args.bin_program), ("eed", args.eed_program)) if v}
-    record = preprocess.apply_recipe(args.input, out, recipe, args.pixel_size, programs)
+    record = recipes.apply_recipe(args.input, out, recipe, args.pixel_size, programs)
     log.info("%s: %s -> %s at %.3f Å/px", out, "x".join(map(str, record["applied"]["input_shape"])),
              "x".join(map(str, record["applied"]["output_shape"])), record["applied"]["output_pixel_size"])
-    print("%s\t%s\t%s" % (args.input, out, preprocess.recipe_path(out)))
+    print("%s\t%s\t%s" % (args.input, out, recipes.recipe_path(out)))

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..constants import MASK_SUFFIX, PROB_SUFFIX
-from . import io, modelfile, preprocess, tiling
+from . import io, modelfile, preprocess, recipes, tiling
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,17 @@ class Predictor:
         """The volume as the model expects it: when the model's card asks for preprocessing beyond normalisation
         (EED, CLAHE) and the input does not carry a matching recipe, apply it to a hidden temporary copy (binning
         is left out: resampling to the model's pixel size happens here anyway)."""
-        recipe = preprocess.comparable(self.card.preprocessing)
-        if not set(recipe) - {"normalize"} or preprocess.already_applied(recipe, vol.path):
+        recipe = recipes.comparable(self.card.preprocessing)
+        if not set(recipe) - {"normalize"} or recipes.already_applied(recipe, vol.path):
             yield vol
             return
         tmp = os.path.join(out_dir, io.partial_name(os.path.basename(vol.path)) + ".model-input.mrc")
         try:
             log.info("%s: applying the model's preprocessing %s", vol.path, sorted(set(recipe) - {"normalize"}))
-            preprocess.apply_recipe(vol.path, tmp, recipe, pixel_size=px_in)
+            recipes.apply_recipe(vol.path, tmp, recipe, pixel_size=px_in)
             yield io.read(tmp)._replace(path=vol.path, is_2d=vol.is_2d)
         finally:
-            for f in (tmp, preprocess.recipe_path(tmp)):
+            for f in (tmp, recipes.recipe_path(tmp)):
                 if os.path.exists(f):
                     os.remove(f)
 

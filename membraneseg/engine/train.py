@@ -25,7 +25,7 @@ from typing import List, Optional
 import keras
 import numpy as np
 
-from . import io, metrics, modelfile, preprocess, tiling
+from . import io, metrics, modelfile, preprocess, recipes, tiling
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ def training_recipe(volume_paths, recipe_file=None):
     training always applies). Binning is left out: prediction resamples to the model's pixel size itself."""
     if recipe_file:
         return _comparable_recipe(recipe_file)
-    found = {json.dumps(_comparable_recipe(preprocess.recipe_path(p)), sort_keys=True)
-             if os.path.isfile(preprocess.recipe_path(p)) else None for p in volume_paths}
+    found = {json.dumps(_comparable_recipe(recipes.recipe_path(p)), sort_keys=True)
+             if os.path.isfile(recipes.recipe_path(p)) else None for p in volume_paths}
     if len(found) == 1 and None not in found:
         return json.loads(found.pop())
     if len(found) > 1:
@@ -141,9 +141,9 @@ def training_recipe(volume_paths, recipe_file=None):
 
 
 def _comparable_recipe(path):
-    recipe = preprocess.read_recipe(path)
+    recipe = recipes.read_recipe(path)
     try:
-        return preprocess.comparable(recipe)
+        return recipes.comparable(recipe)
     except ValueError as exc:
         raise io.InputError(path, "not a valid preprocessing recipe: %s" % exc)
 

@@ -19,7 +19,7 @@ from tomo.objects import SetOfTomograms, Tomogram
 
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_TOMOS
-from ..engine import preprocess
+from ..engine import recipes
 from .base import ProtMembraneSegPerTomo
 
 BIN_NONE, BIN_FACTOR, BIN_PIXEL = 0, 1, 2
@@ -165,7 +165,7 @@ class ProtMembraneSegPreprocess(ProtMembraneSegPerTomo):
     def registerTomogram(self, tsId):
         tomo = self.tomoDict[tsId]
         path = self.outputPath(tsId)
-        with open(preprocess.recipe_path(path)) as f:
+        with open(recipes.recipe_path(path)) as f:
             record = json.load(f)
         applied = record.pop("applied")
         outSet = self.getOrCreateSet(OUT_TOMOS, SetOfTomograms, "")

@@ -11,7 +11,7 @@ from pyworkflow.utils import magentaStr
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_FAILED, OUT_TOMOS
-from membraneseg.engine import io, preprocess
+from membraneseg.engine import io, recipes
 from membraneseg.protocols import ProtMembraneSegPreprocess
 from membraneseg.protocols.protocol_preprocess import (BIN_FACTOR, BIN_PIXEL, EXTERNAL, IMOD_HOME_VAR,
                                                        TOMO3D_HOME_VAR, binvolProgram, pluginHome,
@@ -47,7 +47,7 @@ class TestPreprocess(TestBaseCentralizedLayer):
             self.assertAlmostEqual(vol.voxel_size, 2 * VOXEL, places=3)
             self.assertGreaterEqual(float(vol.data.min()), 0.0)   # CLAHE output is in [0, 1]
             self.assertLessEqual(float(vol.data.max()), 1.0)
-            with open(preprocess.recipe_path(tomo.getFileName())) as f:
+            with open(recipes.recipe_path(tomo.getFileName())) as f:
                 record = json.load(f)
             self.assertEqual(record["applied"]["output_pixel_size"], 2 * VOXEL)
             recipe = json.loads(tomo.membranesegRecipe.get())
@@ -110,7 +110,7 @@ class TestFindingExternalPrograms(BaseTest):
         self.assertEqual(binvolProgram(None, which=lambda name: "/usr/local/IMOD/bin/" + name),
                          "/usr/local/IMOD/bin/binvol")
         self.assertIsNone(binvolProgram(self.folder, which=lambda name: None))
-        command = preprocess.binvol_command(binvolProgram(home), "/in/t 1.mrc", "/out/t.mrc", 2)
+        command = recipes.binvol_command(binvolProgram(home), "/in/t 1.mrc", "/out/t.mrc", 2)
         self.assertEqual(command, ". '%s' && '%s' -input '/in/t 1.mrc' -output /out/t.mrc -binning 2 "
                                   "-antialias 6" % (setup, binvol))
 
