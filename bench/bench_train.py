@@ -117,7 +117,7 @@ def context_arms(pairs, arms, args, work):
           "training, %d validation and %d held-out phantoms" % (args.preset, args.patch, args.epochs, args.steps,
                                                               args.epochs * args.steps * 8, args.loss, n_train,
                                                               n_val, len(held_out)))
-    print("%-10s %9s %8s %10s %8s %8s %12s %11s %14s" % ("arm", "dropout", "train s", "threshold", "Dice", "IoU",
+    print("%-12s %9s %8s %10s %8s %8s %12s %11s %14s" % ("arm", "dropout", "train s", "threshold", "Dice", "IoU",
                                                          "Dice no ctx", "IoU no ctx", "voxels changed"))
     for name, seed in [(name, seed) for seed in range(args.seeds) for name in arms]:
         config = train.TrainConfig(preset=args.preset, patch=args.patch, pixel_size=VOXEL, epochs=args.epochs,
@@ -128,7 +128,7 @@ def context_arms(pairs, arms, args, work):
         card = train.train(samples[:n_train], samples[n_train:], config, out)
         seconds = time.perf_counter() - start
         masks = segment(predict.Predictor(out), held_out, card.threshold)
-        row = "%-10s %9.2f %8.0f %10.3f %8.4f %8.4f" % (("%s/%d" % (name, seed), config.context_dropout, seconds,
+        row = "%-12s %9.2f %8.0f %10.3f %8.4f %8.4f" % (("%s/%d" % (name, seed), config.context_dropout, seconds,
                                                          card.threshold)
                                                         + score(masks, held_out))
         if config.context > 1:   # the same model without its z-neighbours, and how many voxels that changes

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, metrics, modelfile, phantoms, predict, tiling, train
+from membraneseg.engine import io, metrics, modelfile, phantoms, predict, recipes, tiling, train
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -124,6 +124,21 @@ def test_label_maps_binary_multiclass_and_refusals(tmp_path):
     io.write(str(tmp_path / "small.mrc"), labels[:, :32], 10.0)
     with pytest.raises(io.InputError, match="labels have shape"):
         train.load_volume_pair(t, str(tmp_path / "small.mrc"), train.TrainConfig())
+
+
+def test_model_card_records_the_training_data_preprocessing(tmp_path):
+    tomos = [str(tmp_path / ("t%d.mrc" % i)) for i in range(2)]
+    assert train.training_recipe(tomos) == {"normalize": "robust"}          # none written: what training does
+    clahe = {"normalize": "robust", "bin": {"factor": 2}, "clahe": {"block": 32, "clip": 3.0}}
+    for tomo in tomos:
+        json.dump(dict(clahe, applied={"output_pixel_size": 20.0}), open(recipes.recipe_path(tomo), "w"))
+    assert train.training_recipe(tomos) == {"normalize": "robust", "clahe": {"block": 32, "clip": 3.0}}
+    json.dump({"normalize": "robust"}, open(recipes.recipe_path(tomos[1]), "w"))
+    assert train.training_recipe(tomos) == {"normalize": "robust"}          # they disagree: none recorded
+    assert train.training_recipe(tomos, recipes.recipe_path(tomos[0]))["clahe"]["block"] == 32
+    json.dump({"eed": {"step": 9}}, open(recipes.recipe_path(tomos[1]), "w"))
+    with pytest.raises(io.InputError, match="not a valid preprocessing recipe"):
+        train.training_recipe(tomos)
 
 
 def test_an_interrupted_run_with_other_settings_is_refused(tmp_path):
