@@ -97,7 +97,8 @@ def make_big_volume(path, shape=(300, 1024, 1024)):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "cpu-small", "cpu", "cpu-large"])
+    parser.add_argument("--presets", nargs="*", default=["tiny", "cpu-small", "cpu", "cpu-large"],
+                        help="presets to time (none: only the memory run)")
     parser.add_argument("--big-preset", default="cpu-small", help="preset for the 1024x1024x300 memory run")
     parser.add_argument("--no-big", action="store_true", help="skip the 1024x1024x300 memory run")
     args = parser.parse_args()

@@ -167,7 +167,7 @@ def cmd_phantoms(args):
 
 # ----------------------------------------------------------------------------- train
 def add_train(sub):
-    from .train import TrainConfig
+    from .trainconfig import TrainConfig
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model, or fine-tune one with --start-model",
                        description="Trains on tomograms with label maps (--volume) and/or folders of 2D "

@@ -6,6 +6,7 @@ hidden temporary name and renamed when complete, so a killed run never leaves a 
 """
 import contextlib
 import logging
+import mmap
 import os
 import warnings
 from typing import NamedTuple, Optional
@@ -193,6 +194,21 @@ def _mode_of(dtype):
             np.dtype(np.uint16): 6, np.dtype(np.float16): 12}[np.dtype(dtype)]
 
 
+def release(array):
+    """Drop the pages of a memory-mapped array from this process's resident set. They stay in the page cache (and
+    written pages are written back), so streaming through a file larger than RAM does not grow the process: the
+    kernel would reclaim such pages anyway, but schedulers and users count them."""
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None)
+    if mm is None:
+        return
+    if base.flags.writeable:
+        mm.flush()
+    mm.madvise(mmap.MADV_DONTNEED)
+
+
 def _update_stats(mrc, chunk=32):
     """Header min/max/mean/rms, computed slab by slab so a large file is never loaded whole."""
     data = mrc.data
@@ -203,6 +219,7 @@ def _update_stats(mrc, chunk=32):
         total += block.sum()
         total2 += np.square(block).sum()
         n += block.size
+        release(data)
     mean = total / max(n, 1)
     mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
     mrc.header.rms = np.sqrt(max(total2 / max(n, 1) - mean * mean, 0.0))

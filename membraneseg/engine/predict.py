@@ -171,6 +171,8 @@ class Predictor:
                     mask_out[z] = preprocess.resize_nearest(labels, (rows, cols))
             for i in [i for i in cache if i < z0 + slab - int(np.ceil(spacing * (self.k // 2))) - 1]:
                 del cache[i]
+            for array in (vol.data, prob_out, mask_out):  # keep the resident set to one slab
+                io.release(array)
             bar.update(len(zs))
         bar.close()
 

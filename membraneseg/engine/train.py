@@ -19,13 +19,13 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 
 from . import io, metrics, modelfile, preprocess, recipes, tiling
+from .trainconfig import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +35,6 @@ VAL_PATCHES = 8                 # fixed validation patches per item
 # Settings an interrupted run must be resumed with: the checkpoint holds a network and optimizer built for them.
 RESUME_SETTINGS = ("preset", "context", "classes", "patch", "pixel_size", "loss", "start_model")
 GROUP_COLUMNS = ("image", "file", "filename", "name", "id", "image_png")
-
-
-@dataclass
-class TrainConfig:
-    preset: str = "cpu"
-    context: int = 1
-    classes: int = 1
-    patch: int = 224
-    pixel_size: float = 10.0           # Å per pixel the model works at
-    epochs: int = 20
-    steps_per_epoch: int = 50
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    loss: str = "bce"                  # bce | dice | focal | bce+dice (cce for classes > 1)
-    augment: bool = True
-    context_dropout: float = 0.5
-    foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
-    patience: int = 6
-    seed: int = 0
-    membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane
-    start_model: Optional[str] = None
-    name: str = ""
 
 
 @dataclass

@@ -9,10 +9,40 @@ import os
 
 from pwem.protocols import EMProtocol
 from pyworkflow.object import Set
-from pyworkflow.protocol import STEPS_PARALLEL
+from pyworkflow.protocol import STEPS_PARALLEL, params
 from tomo.objects import SetOfTomograms
 
 from ..constants import OUT_FAILED
+
+
+def addComputeParams(form, threadsHelp, gpu=True):
+    """The compute parameters every engine-running protocol has: the GPU switch and list (hidden, as Scipion
+    shows them in the run header) and the threads one engine job uses."""
+    if gpu:
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
+                       help="Run on the GPU(s) below when TensorFlow sees one. Say No to force the CPU.")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs",
+                       help="GPU to use, e.g. 0 or 1. With several tomograms and threads, one job per GPU.")
+    form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
+                  expertLevel=params.LEVEL_ADVANCED, label="CPU threads per job", help=threadsHelp)
+
+
+def runEngineExplained(protocol, command, args, useGpu=False, threads=1):
+    """Run an engine command for a protocol that works on whole sets. When the engine refuses its input, the step
+    fails with the engine's one-line reason (which file, what is wrong) instead of a bare exit status."""
+    errorFile = protocol._getExtraPath("engine-error.txt")
+    if os.path.exists(errorFile):
+        os.remove(errorFile)
+    from .. import Plugin
+    try:
+        Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
+                         threads=threads)
+    except Exception:
+        if not os.path.exists(errorFile):
+            raise
+        with open(errorFile) as f:
+            reason = f.read().strip()
+        raise Exception(reason) from None
 
 
 class ProtMembraneSegPerTomo(EMProtocol):

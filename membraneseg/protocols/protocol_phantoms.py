@@ -16,6 +16,7 @@ from tomo.objects import SetOfTomoMasks, SetOfTomograms, TomoAcquisition, TomoMa
 
 from .. import Plugin
 from ..constants import OUT_LABELS, OUT_TOMOS
+from .base import runEngineExplained
 
 KINDS = ("cell", "simple")
 KIND_CELL = 0
@@ -24,23 +25,6 @@ LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>
 LABEL_NAMES = {"cell": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead",
                "simple": "0 background, 1 membrane"}
 PAPER_VOXELS = 250 * 500 * 500         # the paper's phantoms; the simulation of one takes several GB of RAM
-
-
-def runEngineExplained(protocol, command, args, useGpu=False, threads=1):
-    """Run an engine command for a protocol that works on whole sets. When the engine refuses its input, the step
-    fails with the engine's one-line reason (which file, what is wrong) instead of a bare exit status."""
-    errorFile = protocol._getExtraPath("engine-error.txt")
-    if os.path.exists(errorFile):
-        os.remove(errorFile)
-    try:
-        Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
-                         threads=threads)
-    except Exception:
-        if not os.path.exists(errorFile):
-            raise
-        with open(errorFile) as f:
-            reason = f.read().strip()
-        raise Exception(reason) from None
 
 
 class ProtMembraneSegPhantoms(EMProtocol):

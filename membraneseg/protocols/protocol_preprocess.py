@@ -20,7 +20,7 @@ from tomo.objects import SetOfTomograms, Tomogram
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_TOMOS
 from ..engine import recipes
-from .base import ProtMembraneSegPerTomo
+from .base import ProtMembraneSegPerTomo, addComputeParams
 
 BIN_NONE, BIN_FACTOR, BIN_PIXEL = 0, 1, 2
 BUILT_IN, EXTERNAL = 0, 1
@@ -150,9 +150,7 @@ class ProtMembraneSegPreprocess(ProtMembraneSegPerTomo):
                        validators=[params.GT(0)], label="Clip limit",
                        help="Higher values boost local contrast and noise; the paper uses 3.0.")
 
-        form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label="CPU threads per tomogram",
-                      help="Threads the EED and CLAHE of one tomogram use.")
+        addComputeParams(form, "Threads the EED and CLAHE of one tomogram use.", gpu=False)
         form.addParallelSection(threads=1, mpi=0)
 
     # ------------------------------------------------------------------ steps

@@ -9,7 +9,7 @@ from .. import Plugin
 from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS
 from ..engine import modelfile
 from ..engine.predict import output_paths
-from .base import ProtMembraneSegPerTomo
+from .base import ProtMembraneSegPerTomo, addComputeParams
 
 
 class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
@@ -54,13 +54,7 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)],
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size (patches)",
                       help="Patches per forward pass. 8 suits a CPU; raise it on a GPU with memory to spare.")
-        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
-                       help="Run on the GPU(s) below when TensorFlow sees one. Say No to force the CPU.")
-        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs",
-                       help="GPU to use, e.g. 0 or 1. With several tomograms and threads, one job per GPU.")
-        form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label="CPU threads per tomogram",
-                      help="Threads TensorFlow uses inside one segmentation job on the CPU.")
+        addComputeParams(form, "Threads TensorFlow uses inside one segmentation job on the CPU.")
         form.addParallelSection(threads=1, mpi=0)
 
     # ------------------------------------------------------------------ steps

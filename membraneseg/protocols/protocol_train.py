@@ -17,7 +17,8 @@ from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine import io, modelfile
 from ..objects import MembraneSegModel
-from .protocol_phantoms import runEngineExplained
+from .base import addComputeParams, runEngineExplained
+
 
 # The engine's presets (engine/model.py PRESETS), smallest first; that module needs TensorFlow, which the Scipion
 # side must not, so the names are repeated here and a test keeps both lists equal.
@@ -189,13 +190,8 @@ class ProtMembraneSegTrain(EMProtocol):
                                              "compare.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
                       help="Fixes the split, the patches and the initial weights.")
-        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
-                       help="Train on the GPU below when TensorFlow sees one. Say No to force the CPU.")
-        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU ID",
-                       help="The GPU to train on, e.g. 0.")
-        form.addParam("binThreads", params.IntParam, default=2, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label="CPU threads",
-                      help="Threads TensorFlow uses when training on the CPU; the number of cores you can spare.")
+        addComputeParams(form, "Threads TensorFlow uses when training on the CPU; the number of cores you can "
+                               "spare.")
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):

@@ -1,0 +1,28 @@
+"""The settings of a training run, with the paper's recipe as defaults.
+
+Kept apart from train.py so that the command line can show these defaults without importing TensorFlow.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu"
+    context: int = 1
+    classes: int = 1
+    patch: int = 224
+    pixel_size: float = 10.0           # Å per pixel the model works at
+    epochs: int = 20
+    steps_per_epoch: int = 50
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    loss: str = "bce"                  # bce | dice | focal | bce+dice (cce for classes > 1)
+    augment: bool = True
+    context_dropout: float = 0.5
+    foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
+    patience: int = 6
+    seed: int = 0
+    membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane
+    start_model: Optional[str] = None
+    name: str = ""
