@@ -12,6 +12,7 @@ from pyworkflow.object import Set
 from pyworkflow.protocol import STEPS_PARALLEL, params
 from tomo.objects import SetOfTomograms
 
+from .. import Plugin
 from ..constants import OUT_FAILED
 
 
@@ -27,13 +28,12 @@ def addComputeParams(form, threadsHelp, gpu=True):
                   expertLevel=params.LEVEL_ADVANCED, label="CPU threads per job", help=threadsHelp)
 
 
-def runEngineExplained(protocol, command, args, useGpu=False, threads=1):
-    """Run an engine command for a protocol that works on whole sets. When the engine refuses its input, the step
-    fails with the engine's one-line reason (which file, what is wrong) instead of a bare exit status."""
-    errorFile = protocol._getExtraPath("engine-error.txt")
+def runEngineExplained(protocol, command, args, useGpu=False, threads=1, errorFile=None):
+    """Run an engine command for ``protocol``. When the engine refuses its input, this fails with the engine's
+    one-line reason (which file, what is wrong) instead of a bare exit status."""
+    errorFile = errorFile or protocol._getExtraPath("engine-error.txt")
     if os.path.exists(errorFile):
         os.remove(errorFile)
-    from .. import Plugin
     try:
         Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
                          threads=threads)
@@ -71,13 +71,10 @@ class ProtMembraneSegPerTomo(EMProtocol):
         if self.tomoDict is None:
             self._initialize()
         os.makedirs(self.tomoExtra(tsId), exist_ok=True)
-        errorFile = self._engineErrorPath(tsId)
-        if os.path.exists(errorFile):
-            os.remove(errorFile)
         try:
             self.processTomogram(tsId)
         except Exception as exc:  # one bad tomogram must not stop the others
-            reason = open(errorFile).read().strip() if os.path.exists(errorFile) else str(exc).strip()
+            reason = str(exc).strip()
             self.error("%s failed: %s" % (tsId, reason or type(exc).__name__))
             with open(self._failurePath(tsId), "w") as f:
                 f.write(reason or type(exc).__name__)
@@ -109,16 +106,12 @@ class ProtMembraneSegPerTomo(EMProtocol):
 
     # ------------------------------------------------------------------ helpers
     def runEngine(self, tsId, command, args):
-        """Run one engine command for one tomogram; the engine writes the reason of a refusal to a file that
-        processStep reads, so the failed set says why in plain words."""
-        from .. import Plugin
+        """Run one engine command for one tomogram; a refusal fails with the engine's reason, which processStep
+        records, so the failed set says why in plain words."""
         useGpu = bool(getattr(self, "useGpu", None) and self.useGpu.get())
         threads = self.binThreads.get() if hasattr(self, "binThreads") else 1
-        Plugin.runEngine(self, command, list(args) + ["--error-file", self._engineErrorPath(tsId)],
-                         useGpu=useGpu, threads=threads)
-
-    def _engineErrorPath(self, tsId):
-        return self.tomoExtra(tsId, "engine-error.txt")
+        runEngineExplained(self, command, args, useGpu=useGpu, threads=threads,
+                           errorFile=self.tomoExtra(tsId, "engine-error.txt"))
 
     def getInputSet(self, pointer=False):
         p = getattr(self, self.inputAttr)

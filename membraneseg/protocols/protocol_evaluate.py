@@ -13,12 +13,12 @@ from pyworkflow import BETA
 from pyworkflow.protocol import params
 from pyworkflow.utils import Message
 
-from .. import Plugin
 from ..engine import evaluate
+from .base import runEngineExplained
 from .protocol_clean import itemKind, itemThreshold
 
 MODE_3D, MODE_2D = 0, 1
-REPORT, PAIRS, TABLE, ERROR = "evaluation.json", "pairs.json", "metrics.csv", "engine-error.txt"
+REPORT, PAIRS, TABLE = "evaluation.json", "pairs.json", "metrics.csv"
 
 
 class ProtMembraneSegEvaluate(EMProtocol):
@@ -99,7 +99,7 @@ class ProtMembraneSegEvaluate(EMProtocol):
         with open(self._getExtraPath(PAIRS), "w") as f:
             json.dump(rows, f, indent=1)
         args = ["--pairs", self._getExtraPath(PAIRS), "--json", self._getExtraPath(REPORT),
-                "--tolerance", "%g" % self.tolerance.get(), "--error-file", self._getExtraPath(ERROR)]
+                "--tolerance", "%g" % self.tolerance.get()]
         if not self.useRecordedThreshold.get():
             args += ["--threshold", "%g" % self.threshold.get()]
         if self.distanceMode.get() == MODE_2D:
@@ -108,13 +108,7 @@ class ProtMembraneSegEvaluate(EMProtocol):
             args += ["--ref-labels"] + [str(v) for v in self._refLabels()]
         if not self.computeMcov.get():
             args.append("--no-mcov")
-        try:
-            Plugin.runEngine(self, "evaluate", args, useGpu=False, threads=1)
-        except Exception:
-            # the engine states bad input in one line (which file, what is wrong): show that, not a status code
-            if os.path.exists(self._getExtraPath(ERROR)):
-                raise Exception(open(self._getExtraPath(ERROR)).read().strip())
-            raise
+        runEngineExplained(self, "evaluate", args)
 
     def reportStep(self):
         from ..viewers import render   # drawing needs matplotlib only here, not when Scipion loads protocols
