@@ -36,8 +36,8 @@ def sourceParents(project, obj):
     return {p.getObjId() for p in project.getSourceParents(obj)}
 
 
-def import_tomograms(test, folder, pattern="*.mrc"):
+def import_tomograms(test, folder, pattern="*.mrc", samplingRate=VOXEL):
     print(magentaStr("\n==> Importing tomograms from %s" % folder))
-    prot = test.newProtocol(ProtImportTomograms, filesPath=folder, filesPattern=pattern, samplingRate=VOXEL)
+    prot = test.newProtocol(ProtImportTomograms, filesPath=folder, filesPattern=pattern, samplingRate=samplingRate)
     test.launchProtocol(prot)
     return prot.Tomograms

@@ -17,7 +17,7 @@ from membraneseg.protocols import ProtMembraneSegClean
 from membraneseg.protocols.protocol_clean import UNIT_VOXELS
 from membraneseg.viewers import MembraneSegOverlayViewer, render
 
-from .test_protocol_segment import VOXEL, import_tomograms, make_phantoms, sourceParents
+from .common import VOXEL, import_tomograms, make_phantoms, sourceParents
 
 SHAPE = (24, 64, 64)          # Z, Y, X: small, so each engine run takes a moment
 
@@ -44,9 +44,9 @@ def probability_map(labels, seed):
     return prob
 
 
-def import_masks(test, folder, tomograms):
+def import_masks(test, folder, tomograms, pattern="*.mrc"):
     print(magentaStr("\n==> Importing masks from %s" % folder))
-    prot = test.newProtocol(ProtImportTomomasks, filesPath=folder, filesPattern="*.mrc", inputTomos=tomograms)
+    prot = test.newProtocol(ProtImportTomomasks, filesPath=folder, filesPattern=pattern, inputTomos=tomograms)
     test.launchProtocol(prot)
     return prot.tomomasks
 

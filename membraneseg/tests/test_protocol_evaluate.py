@@ -15,7 +15,7 @@ from membraneseg.protocols import ProtMembraneSegEvaluate
 from membraneseg.viewers import MembraneSegEvaluationViewer, MembraneSegTrainingViewer
 
 from .test_protocol_clean import import_masks, make_maps
-from .test_protocol_segment import VOXEL, import_tomograms, make_phantoms
+from .common import VOXEL, import_tomograms, make_phantoms
 
 SHAPE = (20, 64, 64)
 

@@ -1,9 +1,9 @@
-"""Headless Scipion tests of "segment membranes" (and "import membrane model") on generated phantoms.
-
-The phantoms are made here, so the tests need no download. A tiny model is trained in setUpClass through the
-engine command line; the shipped default model is exercised too.
+"""Headless Scipion tests of "segment membranes" (and "import membrane model") on our registered dataset,
+membraneseg_phantoms: phantom tomograms, their labels and a tiny model trained on other phantoms (built on this
+machine the first time, see phantom_dataset.py; nothing is downloaded). The shipped default model is exercised too.
 """
 import os
+import shutil
 
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -13,26 +13,19 @@ from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 from membraneseg.constants import OUT_FAILED, OUT_MASKS, OUT_MODEL, OUT_PROBS
 from membraneseg.engine import io, metrics
 from membraneseg.protocols import ProtMembraneSegImportModel, ProtMembraneSegSegment
-from membraneseg.tests.common import SHAPE, VOXEL, engine, import_tomograms, make_phantoms, sourceParents
+from membraneseg.tests.common import SHAPE, VOXEL, import_tomograms, sourceParents
+from membraneseg.tests.datasets import getPhantomDataSet
 
 
 class TestSegment(TestBaseCentralizedLayer):
     @classmethod
     def setUpClass(cls):
+        cls.ds = getPhantomDataSet()
         setupTestProject(cls)
-        cls.tomoDir = cls.getOutputPath("tomos")
-        cls.truth = make_phantoms(cls.tomoDir, seeds=(1, 2))
-        # a tiny model, trained for a minute on other phantoms
-        trainDir = cls.getOutputPath("train")
-        make_phantoms(os.path.join(trainDir, "tomos"), seeds=(11, 12, 13), shape=(40, 160, 160))
-        vols = []
-        for seed, option in ((11, "--volume"), (12, "--volume"), (13, "--val-volume")):
-            vols += [option, os.path.join(trainDir, "tomos", "phantom%d.mrc" % seed),
-                     os.path.join(trainDir, "phantom%d_labels.mrc" % seed)]
-        cls.modelDir = cls.getOutputPath("tiny-model")
-        engine("train", "-o", cls.modelDir, "--preset", "tiny", "--patch", "96", "--epochs", "8", "--steps", "20",
-               "--batch-size", "8", "--seed", "3", *vols)
-        cls.tomograms = import_tomograms(cls, cls.tomoDir)
+        cls.modelDir = cls.ds.getFile("model")
+        cls.tomograms = import_tomograms(cls, cls.ds.getFile("tomograms"))
+        cls.truth = {t.getTsId(): os.path.join(cls.ds.getFile("labels"), os.path.basename(t.getFileName()))
+                     for t in cls.tomograms}
 
     def _segment(self, tomograms, model=None, **kwargs):
         print(magentaStr("\n==> Segmenting"))
@@ -95,10 +88,12 @@ class TestSegmentFailures(BaseTest):
 
     @classmethod
     def setUpClass(cls):
+        good = os.path.join(getPhantomDataSet().getFile("tomograms"), "phantom1.mrc")
         setupTestProject(cls)
         folder = cls.getOutputPath("tomos")
-        make_phantoms(folder, seeds=(5,))
-        good = os.path.join(folder, "phantom5.mrc")
+        shutil.rmtree(folder, ignore_errors=True)    # the project folder may hold an earlier run's tomograms
+        os.makedirs(folder)
+        shutil.copy(good, folder)
         with open(good, "rb") as f:
             data = f.read()
         with open(os.path.join(folder, "truncated.mrc"), "wb") as f:
