@@ -1,13 +1,23 @@
-"""Segmentation benchmark: per preset, parameters, GFLOP per patch, ms per patch, slices per second on 512x512
-slices, the achieved fraction of the machine's fp32 matrix-multiply rate, and peak RAM while segmenting a
-1024x1024x300 float32 volume (memory-mapped) beyond what the loaded model needs.
+"""Segmentation benchmark: how fast the network runs and how much of the CPU it uses, where its time goes, and
+the time and peak memory of whole tomograms.
 
-    .venv/bin/python bench/bench_segment.py [--presets tiny cpu-small cpu] [--big-preset cpu-small] [--no-big]
+    .venv/bin/python bench/bench_segment.py [--presets cpu-small cpu] [--profile] [--volume-preset cpu-small]
+                                            [--mode default] [--precision fp32] [--no-volume] [--huge]
 
-Networks have random weights (speed does not depend on them). Peak RAM is measured in a child process from
-/proc (VmHWM minus VmRSS once the model is loaded and compiled).
+Per preset (random weights; speed does not depend on them): parameters, GFLOP per 224x224 patch (2 per
+multiply-add), ms per patch in batches of 8 and ms per 512x512 slice (one window), through the same compiled
+forward pass that segmentation uses, and the fraction of the machine's fp32 matrix-multiply rate that makes;
+then ms per patch in bfloat16 (--precision bf16).
+--profile times every layer alone on its real input shape and adds the time up by kind of layer.
+
+Volumes are segmented end to end (reading a memory-mapped MRC, normalising, resampling, the network, stitching,
+writing both outputs) in a child process, which reports its time and its peak RSS from /proc: 512x512x200 at the
+model's pixel size, and with --huge 2048x2048x500 float32 (8 GB on disk, deleted afterwards) at half the
+model's pixel size, so it is resampled to 1024x1024 and back. Every figure is printed with the 1-minute load
+average: the machine is shared, and a load above the core count means the figures are pessimistic.
 """
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -15,10 +25,16 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+
+def load():
+    """The 1-minute load average, for printing beside a figure."""
+    return "load %.2f" % os.getloadavg()[0]
 
 
 def matmul_rate(n=4096, repeats=5):
@@ -44,91 +60,146 @@ def save_random_model(preset, folder, context=1):
     return m
 
 
-def time_patches(predictor, batches=6):
-    x = np.random.default_rng(0).normal(size=(predictor.batch_size,) + tuple(predictor.spec[1:-1])) \
-        .astype(np.float32)
+def time_window(predictor, window, repeats=5):
+    """Best seconds per window of ``window`` pixels a side, in the batches segmentation uses for it."""
+    batch = predictor.batch_for(window)
+    x = np.random.default_rng(0).normal(size=(batch, window, window)).astype(np.float32)
     predictor.predict_batch(x)  # trace and warm up
-    t = time.perf_counter()
-    for _ in range(batches):
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
         predictor.predict_batch(x)
-    return (time.perf_counter() - t) / (batches * predictor.batch_size)
+        best = min(best, time.perf_counter() - t)
+    return best / batch
 
 
-def time_slices(predictor, tmp, n=16):
-    from membraneseg.engine import io
-    path = os.path.join(tmp, "slab512.mrc")
-    io.write(path, np.random.default_rng(1).normal(size=(n, 512, 512)).astype(np.float32), 10.0)
-    predictor.segment_file(path, os.path.join(tmp, "out"), progress=False)  # warm-up
-    t = time.perf_counter()
-    predictor.segment_file(path, os.path.join(tmp, "out"), progress=False)
-    return n / (time.perf_counter() - t)
+def profile_layers(preset, batch=8, patch=224):
+    """Seconds per patch of each kind of layer, each layer timed alone (compiled) on its real input shape;
+    rewritten as prediction rewrites them (predict.optimise_for_inference)."""
+    import keras
+    import tensorflow as tf
+    from membraneseg.engine import model as net, predict
+    m = net.build(net.NetworkSpec.from_preset(preset), patch=patch)
+    predict.optimise_for_inference(m)
+    kinds = collections.Counter()
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        xs = [tf.random.normal((batch,) + tuple(i.shape[1:])) for i in inputs]
+        f = tf.function(lambda *a, layer=layer: layer(list(a) if len(a) > 1 else a[0], training=False))
+        f(*xs)
+        best = np.inf
+        for _ in range(5):
+            t = time.perf_counter()
+            np.asarray(f(*xs))
+            best = min(best, time.perf_counter() - t)
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kind += " %dx%d" % layer.kernel_size
+            kind += " (full resolution)" if layer.output.shape[1] == patch else ""
+        kinds[kind] += best / batch
+    return kinds
 
 
-def peak_ram_child(model_dir, volume, out_dir):
-    """Run in a child process: load the model, then segment ``volume``; print RSS figures as JSON."""
+def segment_in_child(model_dir, volume, out_dir, pixel_size=None, mode="default", precision="fp32"):
+    """Load the model in a fresh process, warm it up, then segment ``volume`` end to end; returns the seconds,
+    the RSS once the model is loaded and the peak RSS (MB)."""
     code = r"""
 import json, os, sys, time
-sys.path.insert(0, %r)
+sys.path.insert(0, %(root)r)
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
 from membraneseg.engine import predict
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) / 1024.0
-p = predict.Predictor(%r, batch_size=8)
-import numpy as np
-p.predict_batch(np.zeros((8,) + tuple(p.spec[1:-1]), np.float32))
+overlap, tta = predict.MODES[%(mode)r]
+p = predict.Predictor(%(model)r, tta=tta, precision=%(precision)r)
+p.predict_batch(np.zeros((1, p.patch, p.patch), np.float32))
 loaded = status("VmRSS")
 t = time.time()
-p.segment_file(%r, %r, progress=False)
+p.segment_file(%(volume)r, %(out)r, pixel_size=%(pixel_size)r, overlap=overlap, progress=False)
 print(json.dumps(dict(loaded_mb=loaded, peak_mb=status("VmHWM"), seconds=time.time() - t)))
-""" % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), model_dir, volume, out_dir)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+""" % dict(root=ROOT, model=model_dir, volume=volume, out=out_dir, pixel_size=pixel_size, mode=mode,
+           precision=precision)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def make_big_volume(path, shape=(300, 1024, 1024)):
+def make_volume(path, shape, voxel_size=10.0):
+    """A float32 MRC of noise, written slice by slice (memory stays small whatever the size)."""
     from membraneseg.engine import io
     rng = np.random.default_rng(2)
-    with io.create_mrc(path, shape, np.float32, 10.0) as out:
+    with io.create_mrc(path, shape, np.float32, voxel_size) as out:
         for z in range(shape[0]):
-            out[z] = rng.normal(size=shape[1:]).astype(np.float32)
+            out[z] = rng.standard_normal(shape[1:], dtype=np.float32)
+            io.release(out)
+
+
+def speed_table(presets, tmp, rate, profile):
+    from membraneseg.engine import model as net, predict
+    print("%-10s %10s %11s %14s %7s %14s %7s %15s" % ("preset", "parameters", "GFLOP/224²", "ms/224² patch",
+                                                        "% peak", "ms/512² slice", "% peak", "bf16 ms/224²"))
+    for preset in presets:
+        folder = os.path.join(tmp, preset)
+        m = save_random_model(preset, folder)
+        gflop = net.flops_per_patch(m) / 1e9
+        gflop512 = net.flops_per_patch(net.build(net.NetworkSpec.from_preset(preset), patch=512)) / 1e9
+        p = predict.Predictor(folder)
+        t224, t512 = time_window(p, 224), time_window(p, 512)
+        bf16 = time_window(predict.Predictor(folder, precision="bf16"), 224)
+        print("%-10s %10d %11.2f %14.1f %6.0f%% %14.1f %6.0f%% %15.1f   (%s)" % (
+            preset, net.count_params(m), gflop, 1000 * t224, 100 * gflop / t224 / rate, 1000 * t512,
+            100 * gflop512 / t512 / rate, 1000 * bf16, load()))
+        if profile:
+            kinds = profile_layers(preset)
+            total = sum(kinds.values())
+            print("  where the time goes (each layer alone, batch 8; sum %.1f ms per patch):" % (1000 * total))
+            for kind, seconds in kinds.most_common(8):
+                print("    %-34s %5.1f ms %4.0f%%" % (kind, 1000 * seconds, 100 * seconds / total))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="*", default=["tiny", "cpu-small", "cpu", "cpu-large"],
-                        help="presets to time (none: only the memory run)")
-    parser.add_argument("--big-preset", default="cpu-small", help="preset for the 1024x1024x300 memory run")
-    parser.add_argument("--no-big", action="store_true", help="skip the 1024x1024x300 memory run")
+    parser.add_argument("--presets", nargs="*", default=["cpu-small", "cpu"],
+                        help="presets to time (none: only the volume runs)")
+    parser.add_argument("--profile", action="store_true", help="time every layer and sum by kind")
+    parser.add_argument("--volume-preset", default="cpu-small", help="preset for the volume runs")
+    parser.add_argument("--mode", default="default", help="preview, default or quality for the volume runs")
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 for the volume runs")
+    parser.add_argument("--no-volume", action="store_true", help="skip the 512x512x200 run")
+    parser.add_argument("--huge", action="store_true", help="also 2048x2048x500 (8 GB written to --tmp)")
+    parser.add_argument("--tmp", default=None, help="folder for the volumes (default: the system's)")
     args = parser.parse_args()
-    from membraneseg.engine import model as net, predict
 
     rate = matmul_rate()
-    print("machine: %d cores; TensorFlow fp32 matmul peak %.1f GFLOP/s (4096^2)" % (os.cpu_count(), rate))
-    print("%-10s %11s %12s %11s %14s %11s" % ("preset", "parameters", "GFLOP/patch", "ms/patch", "512^2 slices/s",
-                                             "% of peak"))
-    with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.presets:
-            folder = os.path.join(tmp, preset)
-            m = save_random_model(preset, folder)
-            gflop = net.flops_per_patch(m) / 1e9
-            p = predict.Predictor(folder, batch_size=8)
-            per_patch = time_patches(p)
-            sps = time_slices(p, tmp)
-            print("%-10s %11d %12.2f %11.1f %14.2f %10.0f%%" % (preset, net.count_params(m), gflop,
-                                                               1000 * per_patch, sps,
-                                                               100 * gflop / per_patch / rate))
-        if not args.no_big:
-            folder = os.path.join(tmp, args.big_preset)
-            if not os.path.isdir(folder):
-                save_random_model(args.big_preset, folder)
-            vol = os.path.join(tmp, "big.mrc")
-            make_big_volume(vol)
-            r = peak_ram_child(folder, vol, os.path.join(tmp, "bigout"))
-            print("1024x1024x300 float32 (1.2 GB, memory-mapped), preset %s: %.0f s; RSS with model loaded "
-                  "%.0f MB, peak %.0f MB, so segmentation added %.0f MB" % (
-                      args.big_preset, r["seconds"], r["loaded_mb"], r["peak_mb"], r["peak_mb"] - r["loaded_mb"]))
+    print("machine: %d cores; TensorFlow fp32 matmul peak %.1f GFLOP/s (4096², %s)" % (os.cpu_count(), rate,
+                                                                                       load()))
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        if args.presets:
+            speed_table(args.presets, tmp, rate, args.profile)
+        folder = os.path.join(tmp, args.volume_preset)
+        if not os.path.isdir(folder):
+            save_random_model(args.volume_preset, folder)
+        runs = [] if args.no_volume else [((200, 512, 512), None)]
+        runs += [((500, 2048, 2048), 5.0)] if args.huge else []
+        for shape, pixel in runs:
+            vol = os.path.join(tmp, "vol.mrc")
+            make_volume(vol, shape)
+            r = segment_in_child(folder, vol, os.path.join(tmp, "out"), pixel, args.mode, args.precision)
+            gb = np.prod(shape) * 4 / 2 ** 30
+            print("%s float32 (%.1f GB, memory-mapped)%s, preset %s, mode %s, %s: %.1f s end to end; RSS "
+                  "%.0f MB with the model loaded, peak %.0f MB (%s)" % (
+                      "x".join(map(str, shape[::-1])), gb,
+                      " at 5 Å, segmented at the model's 10 Å" if pixel else " at the model's pixel size",
+                      args.volume_preset, args.mode, args.precision, r["seconds"], r["loaded_mb"], r["peak_mb"],
+                      load()))
+            for f in [vol] + [os.path.join(tmp, "out", n) for n in os.listdir(os.path.join(tmp, "out"))]:
+                os.remove(f)
 
 
 if __name__ == "__main__":

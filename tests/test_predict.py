@@ -7,16 +7,6 @@ import pytest
 from membraneseg.engine import io, model as net, modelfile, predict, preprocess, recipes
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny network with random weights, saved as a model folder at 10 Å/px."""
-    folder = str(tmp_path_factory.mktemp("model"))
-    spec = net.NetworkSpec.from_preset("tiny")
-    card = modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=96, threshold=0.5)
-    modelfile.save(net.build(spec, patch=96), card, folder)
-    return folder
-
-
 class Pointwise(predict.Predictor):
     """The real predictor with the network replaced by a pointwise function, so the stitched result can be
     compared with the function applied to the whole slice: any seam or offset would show."""
@@ -32,9 +22,11 @@ def _volume(tmp_path, shape=(6, 150, 170), voxel=10.0, name="v.mrc"):
     return path, data
 
 
-def test_stitching_has_no_seams(tmp_path, tiny_model):
+@pytest.mark.parametrize("single_window_max", [0, None], ids=["overlapping-windows", "one-window"])
+def test_stitching_has_no_seams(tmp_path, tiny_model, single_window_max):
     path, data = _volume(tmp_path)
-    p = Pointwise(tiny_model, batch_size=4)
+    p = Pointwise(tiny_model, batch_size=4, single_window_max=single_window_max)
+    assert p.window_for((150, 170)) == (96 if single_window_max == 0 else 192)
     mask_path, prob_path = p.segment_file(path, str(tmp_path / "out"), overlap=0.25, progress=False)
     prob = np.asarray(io.read(prob_path).data)
     stats = preprocess.robust_stats(data)
@@ -128,3 +120,48 @@ def test_model_preprocessing_recipe_is_applied_at_prediction(tmp_path):
     expected = 1.0 / (1.0 + np.exp(-preprocess.normalize(pre, preprocess.robust_stats(pre))))
     np.testing.assert_allclose(np.asarray(io.read(prob_path).data), expected, atol=1e-5)
     assert sorted(os.listdir(out)) == ["v_mask.mrc", "v_prob.mrc"]
+
+
+def test_windows_and_batches():
+    p = predict.Predictor.__new__(predict.Predictor)       # only the sizing rules, no model
+    p.patch, p.batch_size, p.single_window_max = 224, 8, 512
+    assert p.window_for((256, 256)) == 256                  # the 2D slices the recipes score: one window
+    assert p.window_for((100, 30)) == 128 and p.window_for((10, 10)) == 64
+    assert p.window_for((512, 500)) == 512
+    assert p.window_for((513, 300)) == 224                  # wider: overlapping windows of the training patch
+    assert p.batch_for(224) == 8 and p.batch_for(512) == 1 and p.batch_for(128) == 24
+
+
+def test_inference_rewrites_keep_the_output():
+    """Dilated convs folded on a small bottleneck and spatial-attention convs run as depthwise convs must not
+    change the network's output."""
+    import keras
+    spec = net.NetworkSpec.from_preset("tiny")
+    a, b = net.build(spec, patch=128), net.build(spec, patch=128)
+    b.set_weights(a.get_weights())
+    predict.optimise_for_inference(b)
+    assert all(max(layer.dilation_rate) == 1 for layer in b.layers if isinstance(layer, keras.layers.Conv2D))
+    x = np.random.default_rng(3).normal(size=(2, 128, 128, 1)).astype(np.float32)
+    np.testing.assert_allclose(b(x, training=False), a(x, training=False), atol=1e-5)
+
+
+def test_one_window_matches_overlapping_windows_and_bf16_stays_close(tiny_model):
+    """A 2D slice through one padded window gives about what the overlapping windows give (the network sees
+    more context, so not exactly); bf16 arithmetic stays close to fp32."""
+    image = np.random.default_rng(4).normal(size=(150, 170)).astype(np.float32)
+    tiled, _ = predict.Predictor(tiny_model, single_window_max=0).predict_array(image, 10.0)
+    whole, mask = predict.Predictor(tiny_model).predict_array(image, 10.0)
+    bf16, _ = predict.Predictor(tiny_model, precision="bf16").predict_array(image, 10.0)
+    assert whole.shape == mask.shape == (1, 150, 170)
+    assert np.abs(whole - tiled).mean() < 0.05
+    assert np.abs(bf16 - whole).max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        predict.Predictor(tiny_model, precision="fp8")
+
+
+def test_cli_quality_mode_in_bf16(tmp_path, tiny_model):
+    from membraneseg.engine import cli
+    path, _ = _volume(tmp_path, shape=(2, 120, 100))
+    assert cli.main(["segment", path, "-o", str(tmp_path / "out"), "--model", tiny_model, "--mode", "quality",
+                     "--precision", "bf16"]) == 0
+    assert io.read(str(tmp_path / "out" / "v_prob.mrc")).data.shape == (2, 120, 100)

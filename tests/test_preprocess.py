@@ -87,7 +87,7 @@ def test_bin_to_pixel_size(tmp_path):
     record = recipes.apply_recipe(src, out, dict(OFF, bin={"pixel_size": 5.0}))
     assert io.read(out).data.shape == (10, 30, 40) and record["applied"]["bin"]["factor"] == 1
     # without a known pixel size the target cannot be reached
-    bare = write(tmp_path, "bare.mrc", np.zeros((4, 8, 8)), voxel=0.0)
+    bare = write(tmp_path, "bare.mrc", np.random.default_rng(3).normal(size=(4, 8, 8)), voxel=0.0)
     with pytest.raises(io.InputError, match="pixel size"):
         recipes.apply_recipe(bare, out, dict(OFF, bin={"pixel_size": 20.0}))
 
@@ -273,7 +273,7 @@ def test_recipe_from_a_model_card(tmp_path):
 def test_bad_files_are_reported(tmp_path):
     with pytest.raises(io.InputError, match="file not found"):
         recipes.apply_recipe(str(tmp_path / "missing.mrc"), str(tmp_path / "o.mrc"), {})
-    src = write(tmp_path, "v.mrc", np.zeros((2, 4, 4)))
+    src = write(tmp_path, "v.mrc", np.random.default_rng(4).normal(size=(2, 4, 4)))
     with pytest.raises(io.InputError, match="as MRC"):
         recipes.apply_recipe(src, str(tmp_path / "o.png"), {})
     with pytest.raises(io.InputError, match="cannot be binned"):

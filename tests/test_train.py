@@ -73,6 +73,33 @@ def test_augmentation_moves_image_and_labels_together():
         np.testing.assert_array_equal(stack[0], stack[1])
 
 
+def test_rot90_turns_some_patches_upright():
+    rng = np.random.default_rng(2)
+    bar = np.zeros((144, 144), np.uint8)
+    bar[62:82, 32:112] = 1                               # a lying bar, 4x wider than tall, at the centre
+
+    def lying(lab):
+        rows, cols = np.nonzero(lab)
+        return cols.var() > rows.var()
+    plain = [lying(train._augment([bar.astype(np.float32)], bar, rng, 96)[1]) for _ in range(20)]
+    turned = [lying(train._augment([bar.astype(np.float32)], bar, rng, 96, rot90=True)[1]) for _ in range(20)]
+    assert all(plain)                                    # ±20° never stands it up
+    assert 3 <= turned.count(False) <= 17                # 90° and 270° turns do, about half the time
+
+
+def test_intensity_augmentation_changes_every_slice_alike_and_keeps_the_scale():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(64, 64)).astype(np.float32)
+    changed = []
+    for _ in range(30):
+        a, b = train._jitter_intensity([base, base.copy()], rng, 1.0)
+        assert a.dtype == np.float32 and a.shape == base.shape
+        assert np.allclose(a, b, atol=5.0)                          # same contrast/offset/blur; own noise draw
+        changed.append(np.mean(np.abs(a - base)))
+        assert 0.1 < a.std() < 10                                   # a normalised image stays roughly normalised
+    assert min(changed) < max(changed) and max(changed) > 0.1
+
+
 def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
     config = train.TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
     flat = train.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]

@@ -36,11 +36,16 @@ def _setup(args):
     # commands without a network (preprocess, evaluate, clean, phantoms) never pay for importing TensorFlow
     if getattr(args, "needs_tensorflow", True) and (threads or getattr(args, "device", None) == "gpu"):
         import tensorflow as tf
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
+        try:
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            # TensorFlow fixes these once it has started: a second command in the same process (a script or a
+            # test calling main() twice) keeps the first one's settings
+            logging.getLogger(__name__).info("TensorFlow already running: keeping its thread and device settings")
 
 
 def _compute_options(p):
@@ -68,8 +73,45 @@ def expand_inputs(paths):
     return out
 
 
+def read_input(path, volumes_only=False):
+    """The input (memory-mapped), refused with the reason when it is unreadable, or 2D and ``volumes_only``."""
+    from . import io
+    vol = io.read(path)
+    if volumes_only and vol.is_2d:
+        raise io.InputError(path, "a 2D image (%d x %d pixels) where a volume is needed" % vol.data.shape[:0:-1])
+    return vol
+
+
+def check_inputs(paths, volumes_only=False):
+    """Read every input's header and a sample of its voxels before any slow work (loading a model) starts.
+    Returns the usable paths and the InputErrors of the others."""
+    from . import io, preprocess
+    usable, refused = [], []
+    for path in paths:
+        try:
+            preprocess.check_volume(read_input(path, volumes_only))
+            usable.append(path)
+        except io.InputError as exc:
+            refused.append(exc)
+    return usable, refused
+
+
+def raise_refused(refused, total):
+    """Once the usable inputs are done, fail with the reasons for the refused ones (exit status 2): one bad input
+    among several does not stop the others."""
+    from . import io
+    if not refused:
+        return
+    if total == 1:
+        raise refused[0]
+    for exc in refused:
+        log.error("%s", exc)
+    raise io.InputError("%d of %d inputs" % (len(refused), total), "; ".join(str(e) for e in refused))
+
+
 # ----------------------------------------------------------------------------- segment
 def add_segment(sub):
+    from .predict import MODES, SINGLE_WINDOW_MAX
     p = sub.add_parser("segment", help="segment membranes in MRC volumes or 2D images",
                        description="Writes <stem>_mask (8-bit, 0/1 or class labels) and <stem>_prob (membrane "
                                    "probability in [0,1]) per input: .mrc for volumes, with the input's voxel "
@@ -83,29 +125,55 @@ def add_segment(sub):
     p.add_argument("--pixel-size", type=float, metavar="Å",
                    help="input pixel size in Å per voxel; overrides the header (needed when the header says 0 "
                         "or 1 Å)")
+    p.add_argument("--volumes-only", action="store_true",
+                   help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
+    p.add_argument("--mode", choices=tuple(MODES), default="default",
+                   help="speed against quality. preview: windows overlap by 12.5%% of their width, no flips; "
+                        "default: 25%% overlap; quality: 50%% overlap and flip test-time augmentation (the "
+                        "average of 4 flipped predictions; about 4x the time of default). Overlap applies to "
+                        "slices wider than " + str(SINGLE_WINDOW_MAX) + " px at the model's pixel size; "
+                        "smaller slices go through the network whole (default: default)")
     p.add_argument("--overlap", type=float, default=None, metavar="F",
-                   help="fraction (0-0.9) of a patch shared with its neighbour (default 0.25; see --quality)")
-    p.add_argument("--quality", choices=("fast", "default", "quality"), default="default",
-                   help="fast: 12.5%% overlap, no flips; default: 25%% overlap; quality: 50%% overlap and "
-                        "flip test-time augmentation (about 4x slower)")
-    p.add_argument("--tta", action="store_true", help="flip test-time augmentation whatever --quality says")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="patches per forward pass (default 8)")
+                   help="fraction (0-0.9) of a window shared with its neighbour; overrides --mode")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation whatever --mode says")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="arithmetic of the network: fp32 (default) or bf16 (bfloat16 with float32 weights and "
+                        "output; can be faster for the wider presets on CPUs with native bfloat16, AVX512-BF16 "
+                        "or AMX, and on recent GPUs; probabilities differ by up to about 0.04)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="224 x 224 patches' worth of pixels per forward pass (default 8)")
     _compute_options(p)
     p.set_defaults(func=cmd_segment)
 
 
 def cmd_segment(args):
     from . import predict
+    from .io import InputError
     if args.overlap is not None and not 0 <= args.overlap < 0.95:
         raise SystemExit("--overlap must be in [0, 0.95)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise SystemExit("--threshold must be a probability in [0, 1]")
     inputs = expand_inputs(args.inputs)
-    overlap = args.overlap if args.overlap is not None else predict.QUALITY_OVERLAP[args.quality]
-    predictor = predict.Predictor(args.model, batch_size=args.batch_size, tta=args.tta or args.quality == "quality")
+    total = len(inputs)
+    inputs, refused = check_inputs(inputs, args.volumes_only)
+    if not inputs:
+        raise_refused(refused, total)
+    overlap, tta = predict.MODES[args.mode]
+    overlap = args.overlap if args.overlap is not None else overlap
+    predictor = predict.Predictor(args.model, batch_size=args.batch_size, tta=args.tta or tta,
+                                  precision=args.precision)
     for path in inputs:
-        mask, prob = predictor.segment_file(path, args.output, args.threshold, args.pixel_size, overlap)
+        try:
+            mask, prob = predictor.segment_file(path, args.output, args.threshold, args.pixel_size, overlap)
+        except InputError as exc:
+            refused.append(exc)
+            continue
+        except MemoryError:
+            refused.append(InputError(path, "ran out of memory; lower --batch-size, bin the tomogram (membraneseg "
+                                            "preprocess --bin 2) or free memory"))
+            continue
         print("%s\t%s\t%s" % (path, mask, prob))
+    raise_refused(refused, total)
 
 
 # ----------------------------------------------------------------------------- phantoms
@@ -224,6 +292,12 @@ def add_train(sub):
                    help="bce: binary cross-entropy (categorical for classes); dice; focal; bce+dice (default %s)"
                         % d.loss)
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--rot90", action="store_true",
+                   help="also turn patches by random multiples of 90 degrees (not in the paper's recipe)")
+    p.add_argument("--intensity-augment", type=float, default=d.intensity, metavar="S",
+                   help="strength of random contrast, brightness, blur and noise, in units of the normalised "
+                        "image's standard deviation (0 = off, as in the paper; 1 is strong) (default %g)"
+                        % d.intensity)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--recipe", metavar="FILE",
@@ -274,6 +348,7 @@ def cmd_train(args):
         preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
         pixel_size=args.pixel_size, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, augment=not args.no_augment,
+        rot90=args.rot90, intensity=args.intensity_augment,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
         membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name))
     if config.classes == 0:
@@ -335,18 +410,31 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _setup(args)
     from .io import InputError
     from .modelfile import ModelError
     try:
+        _setup(args)   # may import TensorFlow
         args.func(args)
     except (InputError, ModelError) as exc:
-        log.error("%s", exc)
-        if getattr(args, "error_file", None):
-            with open(args.error_file, "w") as f:
-                f.write(str(exc) + "\n")
-        return EXIT_BAD_INPUT
+        return _refuse(args, str(exc))
+    except MemoryError:
+        return _refuse(args, "%s ran out of memory: bin the input (membraneseg preprocess --bin 2), lower "
+                             "--batch-size, or use a machine with more memory" % args.command)
+    except ImportError as exc:  # an environment without TensorFlow or another dependency: say how to mend it
+        from ..constants import ENV_NAME
+        return _refuse(args, "%s cannot run in the Python environment %s (%s): install the engine's dependencies "
+                             "there (pip install 'scipion-em-membraneseg[engine]'), or in Scipion: scipion3 "
+                             "installb %s" % (args.command, sys.executable, exc, ENV_NAME))
     return 0
+
+
+def _refuse(args, reason):
+    """Say in one line why the command cannot run (and write it to --error-file); exit status 2."""
+    log.error("%s", reason)
+    if getattr(args, "error_file", None):
+        with open(args.error_file, "w") as f:
+            f.write(reason + "\n")
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 import os
 
 from . import recipes
-from .cli import _compute_options
+from .cli import _compute_options, read_input
 
 log = logging.getLogger("membraneseg")
 
@@ -26,6 +26,8 @@ def add_preprocess(sub):
     p.add_argument("--pixel-size", type=float, metavar="Å",
                    help="input pixel size in Å per voxel; overrides the header (needed with --to-pixel-size when "
                         "the header says 0 or 1 Å)")
+    p.add_argument("--volumes-only", action="store_true",
+                   help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
     p.add_argument("--recipe", metavar="FILE",
                    help="apply the recipe in FILE (a <stem>_recipe.json, a model card or a model folder) instead "
                         "of the step options below")
@@ -97,6 +99,7 @@ def cmd_preprocess(args):
         recipe = recipes.recipe_from_args(args)
     except ValueError as exc:
         raise SystemExit("preprocess: %s" % exc)
+    read_input(args.input, args.volumes_only)   # apply_recipe checks the voxels
     _set_threads(args.threads)
     out = output_path(args.input, args.output)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -9,7 +9,7 @@ import logging
 import mmap
 import os
 import warnings
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 

@@ -1,8 +1,9 @@
-"""Segmentation of volumes and 2D images with a trained model, slab by slab, in blended overlapping patches.
+"""Segmentation of volumes and 2D images with a trained model, slab by slab, each slice whole or in blended
+overlapping windows.
 
 For each output slab of z-slices, the needed input slices (with their 2.5D neighbours) are read from the
 memory-mapped input, resampled in XY to the model's pixel size and normalised with statistics of the whole volume.
-Patches from all slices of the slab are batched through a compiled forward pass, blended back, resampled to the
+Windows from all slices of the slab are batched through a compiled forward pass, blended back, resampled to the
 input size and written into memory-mapped outputs. Memory is bounded by the slab, not by the tomogram.
 """
 import contextlib
@@ -18,7 +19,20 @@ from . import io, modelfile, preprocess, recipes, tiling
 
 log = logging.getLogger(__name__)
 
-QUALITY_OVERLAP = {"fast": 0.125, "default": 0.25, "quality": 0.5}
+# Speed/quality modes: (overlap between neighbouring windows as a fraction of the window, flip test-time
+# augmentation). Overlap only matters for slices larger than one window (see Predictor.window_for).
+MODES = {"preview": (0.125, False), "default": (0.25, False), "quality": (0.5, True)}
+PRECISIONS = ("fp32", "bf16")
+# The network pools six times by 2, so a window must be a multiple of 64 pixels a side.
+WINDOW_STEP = 64
+# A slice that fits in a square window of at most this many pixels a side is predicted in one window, padded up
+# to a multiple of 64, so no overlap is computed twice (a pixel costs about the same in any window from 224 to 512
+# px on a CPU, and Dice did not change on phantoms and real slices). Larger slices are cut into overlapping
+# windows of the model's training patch.
+SINGLE_WINDOW_MAX = 512
+# Memory-mapped input and outputs are dropped from the resident set after this many bytes of them were touched:
+# often enough to keep memory bounded, rarely enough that the write-back (msync) does not stall every slab.
+RELEASE_BYTES = 256 << 20
 
 
 def describe_device():
@@ -32,10 +46,16 @@ def describe_device():
 
 
 class Predictor:
-    """A loaded model and its compiled forward pass."""
+    """A loaded model and its compiled forward passes, one per window size.
 
-    def __init__(self, model_path=None, batch_size=8, tta=False):
-        import tensorflow as tf
+    ``batch_size`` counts windows of the training patch; larger windows go through in proportionally smaller
+    batches, so memory per forward pass stays about the same. ``precision`` "bf16" computes in bfloat16 with
+    float32 weights and output (opt-in: see the README for its Dice change).
+    """
+
+    def __init__(self, model_path=None, batch_size=8, tta=False, precision="fp32", single_window_max=None):
+        if precision not in PRECISIONS:
+            raise ValueError("precision must be one of %s, not %r" % (", ".join(PRECISIONS), precision))
         self.model_path = modelfile.model_folder(model_path or modelfile.default_model_path())
         self.model, self.card = modelfile.load(self.model_path)
         self.spec = self.model.inputs[0].shape
@@ -43,8 +63,41 @@ class Predictor:
         self.patch = self.card.patch
         self.batch_size = int(batch_size)
         self.tta = tta
-        shape = (self.batch_size,) + tuple(self.spec[1:])
-        model = self.model
+        self.precision = precision
+        self.single_window_max = SINGLE_WINDOW_MAX if single_window_max is None else int(single_window_max)
+        self._forwards = {}
+        log.info("device: %s; batch %d; precision %s; test-time flips %s", describe_device(), self.batch_size,
+                 precision, "on" if tta else "off")
+
+    def window_for(self, shape):
+        """Side of the square window for slices of ``shape`` (rows, cols) at the model's pixel size: the whole
+        slice padded to a multiple of 64 when that fits in ``single_window_max``, else the training patch."""
+        side = max(WINDOW_STEP, -(-max(shape) // WINDOW_STEP) * WINDOW_STEP)
+        return side if side <= max(self.single_window_max, self.patch) else self.patch
+
+    def batch_for(self, window):
+        """Windows per forward pass: ``batch_size`` patches' worth of pixels, at least one."""
+        return max(1, int(self.batch_size * self.patch ** 2 // window ** 2))
+
+    def _forward(self, window):
+        """The network for ``window`` pixels a side, compiled once: same weights (no weight depends on the input
+        size), a fixed input signature with a free batch dimension so the last, shorter batch needs no padding
+        and nothing is traced twice."""
+        if window in self._forwards:
+            return self._forwards[window]
+        import keras
+        import tensorflow as tf
+        from . import model as net
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bf16" else "float32")
+        try:
+            model = net.build(net.NetworkSpec.from_dict(self.card.network), patch=window)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        model.set_weights(self.model.get_weights())
+        optimise_for_inference(model)
+        shape = (None,) + tuple(self.spec[1:-3]) + (window, window, 1)
+        tta = self.tta
 
         @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
         def forward(x):
@@ -56,16 +109,12 @@ class Predictor:
                 y += tf.reverse(model(tf.reverse(x, axes), training=False), axes)
             return y / 4.0
 
-        self._forward = forward
-        log.info("device: %s; batch %d; test-time flips %s", describe_device(), self.batch_size,
-                 "on" if tta else "off")
+        self._forwards[window] = forward
+        return forward
 
     def predict_batch(self, patches):
-        """(n, [k,] P, P) float32 -> (n, P, P, C) probabilities; pads the last batch to the compiled size."""
-        n = patches.shape[0]
-        x = np.zeros((self.batch_size,) + tuple(self.spec[1:]), np.float32)
-        x[:n, ..., 0] = patches
-        return self._forward(x).numpy()[:n]
+        """(n, [k,] W, W) float32 windows -> (n, W, W, C) probabilities."""
+        return self._forward(patches.shape[-1])(patches[..., np.newaxis]).numpy()
 
     # ------------------------------------------------------------------ volumes
     def segment_file(self, path, out_dir, threshold=None, pixel_size=None, overlap=0.25, progress=True):
@@ -131,13 +180,17 @@ class Predictor:
     def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress):
         depth, rows, cols = vol.data.shape
         stats = preprocess.robust_stats(vol.data)
+        io.release(vol.data)      # sampling touched up to 64 whole slices of a memory-mapped input
         model_shape = preprocess.scaled_shape((rows, cols), px_in, self.card.pixel_size)
-        work_shape = tiling.padded_shape(model_shape, self.patch)
-        positions = tiling.grid(work_shape, self.patch, overlap)
-        weight = tiling.window(self.patch)
+        win = self.window_for(model_shape)
+        work_shape = tiling.padded_shape(model_shape, win)
+        positions = tiling.grid(work_shape, win, overlap)
+        # one window per slice needs no blending
+        weight = tiling.window(win) if len(positions) > 1 else np.ones((win, win), np.float32)
         wsum = np.zeros(work_shape, np.float32)
         for r, c in positions:
-            wsum[r:r + self.patch, c:c + self.patch] += weight
+            wsum[r:r + win, c:c + win] += weight
+        batch = self.batch_for(win)
         spacing = self.card.pixel_size / px_in if depth > 1 else 0.0
         cache = {}
 
@@ -147,19 +200,21 @@ class Predictor:
                 cache[i] = tiling.pad_to(preprocess.resize_slice(s, model_shape), work_shape)
             return cache[i]
 
-        slab = max(1, int(np.ceil(2 * self.batch_size / len(positions))))
+        slab = max(1, int(np.ceil(2 * batch / len(positions))))
+        touched = 0           # bytes of input and outputs paged in since the last release
+        log.debug("window %d px, %d per slice, batch %d, slab %d slices", win, len(positions), batch, slab)
         bar = Progress(depth, vol.path, enabled=progress)
         for z0 in range(0, depth, slab):
             zs = list(range(z0, min(depth, z0 + slab)))
             acc = np.zeros((len(zs),) + work_shape + (self.model.output.shape[-1],), np.float32)
             jobs = [(j, r, c) for j in range(len(zs)) for r, c in positions]
             stacks = {z: [prepared(i) for i in tiling.context_indices(z, depth, self.k, spacing)] for z in zs}
-            for b in range(0, len(jobs), self.batch_size):
-                chunk = jobs[b:b + self.batch_size]
-                patches = np.stack([self._patch(stacks[zs[j]], r, c) for j, r, c in chunk])
+            for b in range(0, len(jobs), batch):
+                chunk = jobs[b:b + batch]
+                patches = np.stack([self._patch(stacks[zs[j]], r, c, win) for j, r, c in chunk])
                 out = self.predict_batch(patches)
                 for (j, r, c), p in zip(chunk, out):
-                    acc[j, r:r + self.patch, c:c + self.patch] += p * weight[..., None]
+                    acc[j, r:r + win, c:c + win] += p * weight[..., None]
             for j, z in enumerate(zs):
                 probs = acc[j, :model_shape[0], :model_shape[1]] / wsum[:model_shape[0], :model_shape[1], None]
                 fg, labels = self._to_outputs(probs, threshold)
@@ -171,16 +226,18 @@ class Predictor:
                     mask_out[z] = preprocess.resize_nearest(labels, (rows, cols))
             for i in [i for i in cache if i < z0 + slab - int(np.ceil(spacing * (self.k // 2))) - 1]:
                 del cache[i]
-            for array in (vol.data, prob_out, mask_out):  # keep the resident set to one slab
-                io.release(array)
+            touched += len(zs) * rows * cols * 9     # float32 in, float32 and int8 out
+            if touched >= RELEASE_BYTES or zs[-1] == depth - 1:
+                for array in (vol.data, prob_out, mask_out):  # keep the resident set bounded
+                    io.release(array)
+                touched = 0
             bar.update(len(zs))
         bar.close()
 
-    def _patch(self, stack, r, c):
-        p = self.patch
+    def _patch(self, stack, r, c, win):
         if self.k == 1:
-            return stack[0][r:r + p, c:c + p]
-        return np.stack([s[r:r + p, c:c + p] for s in stack])
+            return stack[0][r:r + win, c:c + win]
+        return np.stack([s[r:r + win, c:c + win] for s in stack])
 
     @staticmethod
     def _to_outputs(probs, threshold):
@@ -188,6 +245,38 @@ class Predictor:
         if probs.shape[-1] == 1:
             return probs[..., 0], None
         return 1.0 - probs[..., 0], np.argmax(probs, axis=-1).astype(np.uint8)
+
+
+def optimise_for_inference(model):
+    """Rewrite, in place, two kinds of convolution that TensorFlow runs slowly on a CPU, keeping their results
+    (up to float rounding). For inference models built for one window size only.
+
+    - A 'same' conv dilated by d >= the height and width of its input reads zeros at every off-centre tap, so it
+      equals the undilated conv with its off-centre taps zeroed. TensorFlow computes dilated convs by
+      space-to-batch padding, which costs ~20x a plain conv on the 3x3 or 4x4 bottleneck of the ASPP block
+      (dilations 6, 12, 18).
+    - The spatial-attention convs (k x k, 2 channels in, 1 out) run in oneDNN at a few GFLOP/s; as a depthwise
+      conv summed over its 2 channels they take about 40% less time, and at full resolution they are a fifth
+      of the small presets' time.
+    """
+    import keras
+    from keras import ops
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Conv2D) or layer.padding != "same" or max(layer.strides) > 1:
+            continue
+        if max(layer.dilation_rate) > 1 and all(d >= s for d, s in zip(layer.dilation_rate,
+                                                                        layer.input.shape[1:3])):
+            kernel = layer.kernel.numpy()
+            ch, cw = kernel.shape[0] // 2, kernel.shape[1] // 2
+            centre = kernel[ch, cw].copy()
+            kernel[:] = 0
+            kernel[ch, cw] = centre
+            layer.kernel.assign(kernel)
+            layer.dilation_rate = (1, 1)
+        elif layer.filters == 1 and max(layer.kernel_size) > 1 and max(layer.dilation_rate) == 1:
+            # the kernel (k, k, channels, 1) is also a depthwise kernel with one output per channel
+            layer.convolution_op = lambda x, kernel: ops.sum(
+                ops.depthwise_conv(x, kernel, strides=1, padding="same"), axis=-1, keepdims=True)
 
 
 def output_paths(path, out_dir, is_2d=False):
@@ -198,13 +287,8 @@ def output_paths(path, out_dir, is_2d=False):
     return (os.path.join(out_dir, stem + MASK_SUFFIX + ext), os.path.join(out_dir, stem + PROB_SUFFIX + ext))
 
 
-def check_volume(vol):
-    """Refuse inputs that cannot give a meaningful segmentation, before any output is created."""
-    sample = preprocess.sample(vol.data, n=200_000)
-    if sample.size == 0:
-        raise io.InputError(vol.path, "no finite voxel values (all NaN or Inf)")
-    if float(sample.max()) == float(sample.min()):
-        raise io.InputError(vol.path, "all voxels have the same value (%g); nothing to segment" % sample.max())
+# shared with the preprocess command: the same inputs are refused by both, with the same words
+check_volume = preprocess.check_volume
 
 
 class Progress:

@@ -5,9 +5,14 @@ Normalisation is robust: statistics come from the voxels between the 0.5th and 9
 so gold beads and carbon edges do not set the scale. The same statistics are used for every slab of a volume, so
 slab-by-slab processing gives the same result as processing the whole volume at once.
 """
+import logging
 from typing import NamedTuple
 
 import numpy as np
+
+from . import io
+
+log = logging.getLogger(__name__)
 
 SAMPLE_VOXELS = 2_000_000
 CLIP_PERCENTILES = (0.5, 99.5)
@@ -20,14 +25,14 @@ class Stats(NamedTuple):
     high: float
 
 
-def sample(volume, n=SAMPLE_VOXELS, max_slices=64):
+def sample(volume, n=SAMPLE_VOXELS, max_slices=64, finite_only=True):
     """A deterministic, evenly spread subsample of a (possibly memory-mapped) volume (Z, Y, X), read slice by
-    slice from at most ``max_slices`` slices, with non-finite values left out."""
+    slice from at most ``max_slices`` slices, with non-finite values left out unless ``finite_only`` is False."""
     z, y, x = volume.shape
     zs = np.unique(np.linspace(0, z - 1, min(z, max_slices)).astype(int))
     step = max(1, int(np.sqrt(y * x * len(zs) / n)))
     values = np.concatenate([np.asarray(volume[i, ::step, ::step], dtype=np.float64).ravel() for i in zs])
-    return values[np.isfinite(values)]
+    return values[np.isfinite(values)] if finite_only else values
 
 
 def robust_stats(volume) -> Stats:
@@ -42,13 +47,35 @@ def robust_stats(volume) -> Stats:
     return Stats(float(inside.mean()), std if std > 0 else 1.0, float(low), float(high))
 
 
+def finite(block, stats: Stats):
+    """A float32 copy of ``block`` in which NaN voxels are the mean and -Inf/+Inf the clip limits: left alone, one
+    NaN spreads through every filter and convolution it touches (EED, resampling, the network)."""
+    return np.nan_to_num(np.asarray(block, dtype=np.float32), nan=stats.mean, neginf=stats.low, posinf=stats.high)
+
+
 def normalize(block, stats: Stats, out=None):
-    """Clip to the robust range and scale to zero mean, unit standard deviation (float32)."""
+    """Clip to the robust range and scale to zero mean, unit standard deviation (float32); NaN voxels become 0."""
     block = np.asarray(block, dtype=np.float32)
     out = np.clip(block, stats.low, stats.high, out=out)
+    np.copyto(out, np.float32(stats.mean), where=np.isnan(out))
     out -= stats.mean
     out /= stats.std
     return out
+
+
+def check_volume(vol):
+    """Refuse inputs that cannot give a meaningful result, before any output is created; warn about NaN or Inf
+    voxels, which ``normalize`` and ``finite`` neutralise."""
+    values = sample(vol.data, n=200_000, finite_only=False)
+    good = values[np.isfinite(values)]
+    if good.size == 0:
+        raise io.InputError(vol.path, "no finite voxel values (all NaN or Inf)")
+    if float(good.max()) == float(good.min()):
+        raise io.InputError(vol.path, "all voxels have the same value (%g), so it holds no image; is it an empty or "
+                                          "failed reconstruction?" % good.max())
+    if good.size < values.size:
+        log.warning("%s: %.2g%% of the voxels sampled are NaN or Inf; they are treated as the mean intensity",
+                    vol.path, 100.0 * (values.size - good.size) / values.size)
 
 
 def resize_slice(image, shape):

@@ -22,7 +22,7 @@ from ..constants import RECIPE_SUFFIX, VERSION
 from . import io
 from .binning import bin_factor, binned
 from .clahe import clahe_planes, clahe_tiles
-from .preprocess import CLIP_PERCENTILES, normalize, robust_stats, sample
+from .preprocess import CLIP_PERCENTILES, check_volume, finite, normalize, robust_stats, sample
 from .streaming import Lazy, chunks, pointwise
 
 log = logging.getLogger(__name__)
@@ -225,12 +225,16 @@ def apply_recipe(in_path, out_path, recipe, pixel_size=None, programs=None):
     recipe = check_recipe(recipe)
     programs = programs or {}
     vol = io.read(in_path)
+    check_volume(vol)
     if not (io.suffix_of(out_path) in io.MRC_SUFFIXES or (vol.is_2d and io.suffix_of(out_path) in TIFF)):
         raise io.InputError(out_path, "write preprocessed volumes as MRC (.mrc), or 2D images as TIFF (.tif)")
     px = io.resolve_pixel_size(vol.voxel_size, pixel_size, in_path)
     applied = {"engine": "membraneseg %s" % VERSION, "input": os.path.abspath(str(in_path)),
                "input_shape": list(vol.data.shape), "input_pixel_size": px}
     volume = vol.data
+    if "normalize" not in recipe:   # normalising neutralises NaN and Inf voxels; without it, do that here
+        raw = robust_stats(volume)
+        volume = pointwise(volume, lambda block: finite(block, raw))
     with Scratch(out_path) as scratch:
         if "bin" in recipe:
             volume, px = _bin(volume, px, recipe["bin"], vol, programs.get("bin"), scratch, applied)

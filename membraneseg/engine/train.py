@@ -1,7 +1,9 @@
 """Training the hybrid network on tomograms with label maps and on 2D image/mask pairs.
 
 Patches are cut at random from the training data and augmented as in section 3.1 of the paper (rotation 0-20°,
-shifts up to 20%, zoom 0.8-1.2, horizontal flips, nearest fill). For 2.5D models every patch carries its k
+shifts up to 20%, zoom 0.8-1.2, horizontal flips, nearest fill). Two options go further, for models that must
+work on fields of view unlike their training data: turns by multiples of 90°, and intensity augmentation
+(contrast, brightness, blur, noise), because cryo-ET slices differ from lab to lab in exactly those. For 2.5D models every patch carries its k
 z-neighbours; 2D images have none, so their context is the slice repeated, and volume patches lose their context
 the same way with probability ``context_dropout``, so that one model works on both. Adam, early stopping that
 restores the best weights, and reduce-LR-on-plateau; the threshold is calibrated on the validation data, and the
@@ -237,7 +239,9 @@ class PatchSampler:
         stack = [_crop(s.image[i], r0, c0, size) for i in zs]
         label = _crop(s.labels[z], r0, c0, size)
         if c.augment:
-            stack, label = _augment(stack, label, rng, c.patch)
+            stack, label = _augment(stack, label, rng, c.patch, c.rot90)
+            if c.intensity > 0:
+                stack = _jitter_intensity(stack, rng, c.intensity)
         else:
             off = (size - c.patch) // 2
             stack = [a[off:off + c.patch, off:off + c.patch] for a in stack]
@@ -264,11 +268,12 @@ def _crop(a, r0, c0, size):
     return a[np.ix_(r, c)]
 
 
-def _augment(stack, label, rng, patch):
-    """Rotation 0-20° (either sense), shift up to 20%, zoom 0.8-1.2, horizontal flip; nearest fill."""
+def _augment(stack, label, rng, patch, rot90=False):
+    """Rotation 0-20° (either sense), shift up to 20%, zoom 0.8-1.2, horizontal flip; nearest fill. With
+    ``rot90``, a turn by a random multiple of 90° on top."""
     import cv2
     size = label.shape[0]
-    angle = rng.uniform(-20, 20)
+    angle = rng.uniform(-20, 20) + (90.0 * rng.integers(4) if rot90 else 0.0)
     zoom = rng.uniform(0.8, 1.2)
     shift = rng.uniform(-0.2, 0.2, size=2) * patch
     centre = (size / 2.0, size / 2.0)
@@ -282,6 +287,25 @@ def _augment(stack, label, rng, patch):
         out.append(w[:, ::-1] if flip else w)
     lab = cv2.warpAffine(label, m, (patch, patch), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     return out, (lab[:, ::-1] if flip else lab)
+
+
+def _jitter_intensity(stack, rng, strength):
+    """The same random contrast, brightness, blur and noise for every slice of a patch (the input is normalised
+    to mean 0, s.d. 1, so the amounts are in units of its standard deviation)."""
+    import cv2
+    contrast = np.exp(rng.normal(0.0, 0.3 * strength))
+    offset = rng.normal(0.0, 0.2 * strength)
+    sigma = rng.uniform(0.0, 1.5 * strength) if rng.random() < 0.5 else 0.0
+    noise = rng.uniform(0.0, 0.5 * strength) if rng.random() < 0.5 else 0.0
+    out = []
+    for a in stack:
+        a = a * contrast + offset
+        if sigma > 0.2:
+            a = cv2.GaussianBlur(a, (0, 0), sigma)
+        if noise > 0:
+            a = a + rng.normal(0.0, noise, a.shape).astype(np.float32)
+        out.append(a.astype(np.float32))
+    return out
 
 
 def _target(label, classes):

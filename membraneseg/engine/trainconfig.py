@@ -19,6 +19,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     loss: str = "bce"                  # bce | dice | focal | bce+dice (cce for classes > 1)
     augment: bool = True
+    rot90: bool = False                # also turn patches by a random multiple of 90° (the paper does not)
+    intensity: float = 0.0             # strength of contrast/brightness/blur/noise augmentation; 0 = off (paper)
     context_dropout: float = 0.5
     foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
     patience: int = 6

@@ -7,13 +7,14 @@ processing fails goes to the failed set with its reason; the protocol fails only
 """
 import os
 
+from pwem.objects import SetOfImages
 from pwem.protocols import EMProtocol
 from pyworkflow.object import Set
 from pyworkflow.protocol import STEPS_PARALLEL, params
 from tomo.objects import SetOfTomograms
 
 from .. import Plugin
-from ..constants import OUT_FAILED
+from ..constants import ENV_ACTIVATION_VAR, ENV_NAME, OUT_FAILED
 
 
 def addComputeParams(form, threadsHelp, gpu=True):
@@ -37,9 +38,12 @@ def runEngineExplained(protocol, command, args, useGpu=False, threads=1, errorFi
     try:
         Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
                          threads=threads)
-    except Exception:
+    except Exception as exc:
         if not os.path.exists(errorFile):
-            raise
+            raise Exception("The membraneseg engine stopped without saying why (%s). If the log shows that it could "
+                            "not start (a command or Python module not found), the model environment is missing: "
+                            "install it with 'scipion3 installb %s', or set %s to the command that enters an "
+                            "environment with TensorFlow." % (exc, ENV_NAME, ENV_ACTIVATION_VAR)) from exc
         with open(errorFile) as f:
             reason = f.read().strip()
         raise Exception(reason) from None
@@ -71,6 +75,8 @@ class ProtMembraneSegPerTomo(EMProtocol):
         if self.tomoDict is None:
             self._initialize()
         os.makedirs(self.tomoExtra(tsId), exist_ok=True)
+        if os.path.exists(self._failurePath(tsId)):   # from an earlier try of this step
+            os.remove(self._failurePath(tsId))
         try:
             self.processTomogram(tsId)
         except Exception as exc:  # one bad tomogram must not stop the others
@@ -139,11 +145,17 @@ class ProtMembraneSegPerTomo(EMProtocol):
             self._defineSourceRelation(source, outSet)
         return outSet
 
-    def appendItem(self, outSet, item):
-        outSet.append(item)
+    def appendItem(self, outSet, item, append=None):
+        (append or outSet.append)(item)
         outSet.write()
         self._store(outSet)
 
     def _appendFailed(self, tsId):
         failed = self.getOrCreateSet(OUT_FAILED, SetOfTomograms, "Failed")
-        self.appendItem(failed, self.tomoDict[tsId].clone())
+        item = self.tomoDict[tsId].clone()
+        try:
+            readable = item.getDim() is not None
+        except Exception:   # Scipion's image readers raise on some files that are not images
+            readable = False
+        # SetOfTomograms.append reads each tomogram's size, which an unreadable file does not have
+        self.appendItem(failed, item, None if readable else lambda tomo: SetOfImages.append(failed, tomo))

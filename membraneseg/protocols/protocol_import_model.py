@@ -11,6 +11,7 @@ from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine import modelfile
 from ..objects import MembraneSegModel
+from .base import runEngineExplained
 
 
 class ProtMembraneSegImportModel(EMProtocol):
@@ -44,7 +45,7 @@ class ProtMembraneSegImportModel(EMProtocol):
 
     def checkStep(self):
         # loading needs TensorFlow, so it runs in the model environment like every engine command
-        Plugin.runEngine(self, "inspect-model", [self._modelDir()])
+        runEngineExplained(self, "inspect-model", [self._modelDir()])
 
     def createOutputStep(self):
         model = MembraneSegModel(path=os.path.abspath(self._modelDir()))

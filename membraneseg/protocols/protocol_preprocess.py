@@ -156,7 +156,8 @@ class ProtMembraneSegPreprocess(ProtMembraneSegPerTomo):
     # ------------------------------------------------------------------ steps
     def processTomogram(self, tsId):
         tomo = self.tomoDict[tsId]
-        args = [tomo.getFileName(), "-o", self.outputPath(tsId), "--pixel-size", "%.4f" % tomo.getSamplingRate()]
+        args = [tomo.getFileName(), "-o", self.outputPath(tsId), "--pixel-size", "%.4f" % tomo.getSamplingRate(),
+                "--volumes-only"]
         args += self.engineOptions(self.externalPrograms())
         self.runEngine(tsId, "preprocess", args)
 

@@ -8,15 +8,19 @@ from tomo.objects import SetOfTomoMasks, TomoMask
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS
 from ..engine import modelfile
-from ..engine.predict import output_paths
+from ..engine.predict import MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths
 from .base import ProtMembraneSegPerTomo, addComputeParams
+
+
+MODE_CHOICES = list(MODES) + ["custom"]
 
 
 class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
     """Segment membranes and vesicles in tomograms with the hybrid deep network (Morales-Martinez et al. 2025).
 
-    Each tomogram is resampled to the model's pixel size, segmented in overlapping 224x224 patches (with its
-    neighbouring z-slices for 2.5D models), and the probabilities are resampled back. The output is a binary mask
+    Each tomogram is resampled to the model's pixel size, segmented slice by slice (with its neighbouring
+    z-slices for 2.5D models; slices wider than 512 px in overlapping windows), and the probabilities are
+    resampled back. The output is a binary mask
     (tomoMasks) and the membrane probability map (tomoProbMaps), which the "threshold and clean" protocol can
     re-threshold without running the network again.
     """
@@ -44,13 +48,31 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                            "catch faint membranes (more false positives), raise it for cleaner masks. The "
                            "probability maps are kept, so you can re-threshold later without re-running.")
         form.addSection(label="Speed and quality")
+        form.addParam("mode", params.EnumParam, choices=MODE_CHOICES, default=MODE_CHOICES.index("default"),
+                      display=params.EnumParam.DISPLAY_HLIST, label="Mode",
+                      help="Speed against quality. Slices up to %d px wide (at the model's pixel size) go "
+                           "through the network whole; wider ones in overlapping windows.\n"
+                           "preview: windows overlap by 12.5%% of their width, no test-time augmentation.\n"
+                           "default: 25%% overlap.\n"
+                           "quality: 50%% overlap and flip test-time augmentation (the average of 4 flipped "
+                           "predictions): about 4x the time of default.\n"
+                           "custom: set the overlap and the flips yourself.\n"
+                           "Measured times and Dice of each are in the plugin's README." % SINGLE_WINDOW_MAX)
         form.addParam("overlap", params.FloatParam, default=0.25, validators=[params.Range(0.0, 0.9)],
-                      label="Patch overlap (fraction, 0-0.9)",
-                      help="Fraction of each 224x224 patch shared with its neighbour. 0.125 is a fast preview, "
-                           "0.25 the default, 0.5 the smoothest (about 2.5x slower than 0.25).")
+                      condition="mode == %d" % MODE_CHOICES.index("custom"),
+                      label="Window overlap (fraction, 0-0.9)",
+                      help="Fraction of each window's width shared with its neighbour (no unit). Higher is "
+                           "smoother and slower: 0.5 costs about 2.5x the time of 0.25.")
         form.addParam("tta", params.BooleanParam, default=False, label="Flip test-time augmentation?",
-                      help="Average the predictions of the patch and its three flips: slightly better masks, "
-                           "about 4x slower.")
+                      condition="mode == %d" % MODE_CHOICES.index("custom"),
+                      help="Average the predictions of the window and its three flips: slightly better masks, "
+                           "about 4x the time.")
+        form.addParam("precision", params.EnumParam, choices=list(PRECISIONS), default=0,
+                      display=params.EnumParam.DISPLAY_HLIST, expertLevel=params.LEVEL_ADVANCED,
+                      label="Arithmetic precision",
+                      help="fp32: full precision (default). bf16: bfloat16 arithmetic with float32 weights; "
+                           "faster where the CPU has AVX512-BF16 or AMX, or on a recent GPU. Its Dice change, "
+                           "measured on phantoms and real slices, is in the plugin's README.")
         form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)],
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size (patches)",
                       help="Patches per forward pass. 8 suits a CPU; raise it on a GPU with memory to spare.")
@@ -61,12 +83,15 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
     def processTomogram(self, tsId):
         tomo = self.tomoDict[tsId]
         args = [tomo.getFileName(), "-o", self.tomoExtra(tsId), "--model", self.getModelPath(),
-                "--pixel-size", "%.4f" % tomo.getSamplingRate(), "--overlap", "%g" % self.overlap.get(),
-                "--batch-size", self.batchSize.get()]
+                "--pixel-size", "%.4f" % tomo.getSamplingRate(), "--batch-size", self.batchSize.get(),
+                "--volumes-only", "--precision", PRECISIONS[self.precision.get()]]
+        mode = MODE_CHOICES[self.mode.get()]
+        if mode == "custom":
+            args += ["--overlap", "%g" % self.overlap.get()] + (["--tta"] if self.tta.get() else [])
+        else:
+            args += ["--mode", mode]
         if not self.useModelThreshold.get():
             args += ["--threshold", "%g" % self.threshold.get()]
-        if self.tta.get():
-            args.append("--tta")
         self.runEngine(tsId, "segment", args)
 
     def registerTomogram(self, tsId):
@@ -91,6 +116,13 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
     def getModelPath(self):
         model = self.inputModel.get()
         return model.getPath() if model is not None else Plugin.getDefaultModel()
+
+    def getOverlapTta(self):
+        """The window overlap (fraction) and whether flip test-time augmentation is on, as the mode sets them."""
+        mode = MODE_CHOICES[self.mode.get()]
+        if mode == "custom":
+            return self.overlap.get(), bool(self.tta.get())
+        return MODES[mode]
 
     def getThreshold(self):
         if not self.useModelThreshold.get():
@@ -138,17 +170,20 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                                                                                           OUT_FAILED))
         model = self.inputModel.get()
         summary.append("Model: %s" % (model if model is not None else "the model shipped with the plugin"))
-        summary.append("Threshold: %s; patch overlap %.2f; test-time flips %s." % (
+        overlap, tta = self.getOverlapTta()
+        summary.append("Threshold: %s; mode %s (window overlap %.3f, test-time flips %s); precision %s." % (
             "model's calibrated" if self.useModelThreshold.get() else "%.3f" % self.threshold.get(),
-            self.overlap.get(), "on" if self.tta.get() else "off"))
+            MODE_CHOICES[self.mode.get()], overlap, "on" if tta else "off", PRECISIONS[self.precision.get()]))
         return summary
 
     def _methods(self):
         tomos = self.getInputSet()
         n = tomos.getSize() if tomos is not None else 0
         return ["Membranes were segmented in %d tomograms with the hybrid CNN-LSTM network of Morales-Martinez "
-                "et al. [MoralesMartinez2025] (scipion-em-membraneseg), in 224x224 patches with %.0f%% overlap "
-                "and a probability threshold of %.3f." % (n, 100 * self.overlap.get(), self.getThreshold())]
+                "et al. [MoralesMartinez2025] (scipion-em-membraneseg), with %.1f%% window overlap, test-time "
+                "flips %s and a probability threshold of %.3f." % (n, 100 * self.getOverlapTta()[0],
+                                                                   "on" if self.getOverlapTta()[1] else "off",
+                                                                   self.getThreshold())]
 
     def _citations(self):
         return ["MoralesMartinez2025"]

@@ -22,7 +22,7 @@ from .base import addComputeParams, runEngineExplained
 
 # The engine's presets (engine/model.py PRESETS), smallest first; that module needs TensorFlow, which the Scipion
 # side must not, so the names are repeated here and a test keeps both lists equal.
-PRESETS = ("tiny", "cpu-small", "cpu", "cpu-large", "paper")
+PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
 LOSSES = ("bce", "dice", "focal", "bce+dice")
 BINARY, MULTICLASS = 0, 1
@@ -32,6 +32,8 @@ DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting mod
 def pairingErrors(tomos, masks):
     """Why tomograms and their label maps cannot be paired by tsId (empty when every tomogram has exactly one
     label map of the same size and sampling rate)."""
+    if tomos.getSize() == 0:
+        return ["The input set of tomograms is empty."]
     if masks is None:
         return ["The tomograms need their label maps: give a set of tomo masks with the same tsIds."]
 
@@ -135,8 +137,9 @@ class ProtMembraneSegTrain(EMProtocol):
         form.addSection(label="Network")
         form.addParam("preset", params.EnumParam, choices=list(PRESETS), default=DEFAULT_PRESET,
                       label="Network size (preset)",
-                      help="The paper's network with fewer filters: tiny (0.4 M parameters, for tests), cpu-small, "
-                           "cpu (6 M, the CPU default), cpu-large (25 M) and paper (400 M, GPU only).")
+                      help="The paper's network with fewer filters: tiny (0.4 M parameters, for tests), cpu-small "
+                           "(1.6 M), cpu-fine (1.6 M, cpu-small with at least 16 filters per layer: the default "
+                           "model's), cpu (6 M), cpu-large (25 M) and paper (400 M, GPU only).")
         form.addParam("context", params.IntParam, default=1, validators=[params.GE(1)],
                       label="Z-slices per input (2.5D context)",
                       help="1: each slice alone. An odd number k (3 or 5): the slice and its neighbours, joined by "
@@ -188,6 +191,16 @@ class ProtMembraneSegTrain(EMProtocol):
         form.addParam("augment", params.BooleanParam, default=True, expertLevel=params.LEVEL_ADVANCED,
                       label="Augment?", help="The paper's augmentation (see the protocol help). Say No only to "
                                              "compare.")
+        form.addParam("rot90", params.BooleanParam, default=False, expertLevel=params.LEVEL_ADVANCED,
+                      condition="augment", label="Also turn by 90°?",
+                      help="Also turn patches by random multiples of 90 degrees (the default model's recipe; not "
+                           "the paper's). Membranes have no preferred direction in a slice.")
+        form.addParam("intensityAugment", params.FloatParam, default=0.0, validators=[params.Range(0.0, 2.0)],
+                      expertLevel=params.LEVEL_ADVANCED, condition="augment",
+                      label="Intensity augmentation (0-2)",
+                      help="Strength of random contrast, brightness, blur and noise, in standard deviations of "
+                           "the normalised image (0: off, as in the paper; 1: the default model's recipe). Helps "
+                           "a model meant for tomograms from other microscopes or labs.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
                       help="Fixes the split, the patches and the initial weights.")
         addComputeParams(form, "Threads TensorFlow uses when training on the CPU; the number of cores you can "
@@ -239,6 +252,9 @@ class ProtMembraneSegTrain(EMProtocol):
                  "--context-dropout", "%g" % self.contextDropout.get()]
         if not self.augment.get():
             args.append("--no-augment")
+        else:
+            args += ["--intensity-augment", "%g" % self.intensityAugment.get()] + (
+                ["--rot90"] if self.rot90.get() else [])
         return args
 
     def modelPixelSize(self):

@@ -15,7 +15,7 @@ from membraneseg.engine import io
 from membraneseg.protocols import ProtMembraneSegPhantoms, ProtMembraneSegSegment, ProtMembraneSegTrain
 from membraneseg.protocols.protocol_phantoms import KINDS
 from membraneseg.protocols.protocol_train import PRESETS
-from membraneseg.tests.test_protocol_segment import sourceParents
+from membraneseg.tests.common import sourceParents
 
 SHAPE = (32, 112, 112)      # Z, Y, X
 VOXEL = 10.0

@@ -1,0 +1,94 @@
+"""Segmenting through a cluster queue: the engine command reaches the job script that Scipion submits.
+
+A hosts.conf written here describes a SLURM-like queue whose submit command is a fake ``sbatch``: it records the
+job script it receives, runs it as a node would, and answers with a job id. The protocol is launched with
+useQueue and QUEUE_FOR_JOBS, so every runJob (one engine command per tomogram) becomes a job.
+"""
+import glob
+import os
+import shutil
+import tempfile
+
+import pyworkflow as pw
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from membraneseg.constants import OUT_MASKS
+from membraneseg.protocols import ProtMembraneSegSegment
+from membraneseg.tests.common import import_tomograms, make_phantoms
+
+FAKE_SBATCH = """#!/bin/bash
+# a stand-in for sbatch: keep the job script, run it as a node would, answer as sbatch does
+cp "$1" %(record)s/
+bash "$1" > "$1.out" 2>&1
+echo "Submitted batch job 4242"
+"""
+
+# The SLURM section of the README, with sbatch/squeue/scancel replaced by the fake and harmless commands.
+HOSTS_CONF = """[localhost]
+PARALLEL_COMMAND = mpirun -np %%_(JOB_NODES)d %%_(COMMAND)s
+NAME = SLURM
+MANDATORY = False
+SUBMIT_COMMAND = bash %(sbatch)s %%_(JOB_SCRIPT)s
+CANCEL_COMMAND = true %%_(JOB_ID)s
+CHECK_COMMAND = true %%_(JOB_ID)s
+SUBMIT_PREFIX = scipion
+SUBMIT_TEMPLATE = #!/bin/bash
+    #SBATCH -J %%_(JOB_NAME)s
+    #SBATCH -o %%_(JOB_LOGS)s.out
+    #SBATCH -e %%_(JOB_LOGS)s.err
+    #SBATCH -p %%_(JOB_QUEUE)s
+    #SBATCH --cpus-per-task=%%_(JOB_THREADS)d
+    #SBATCH --mem=%%_(JOB_MEMORY)sM
+    #SBATCH --gres=gpu:%%_(GPU_COUNT)s
+    %%_(JOB_COMMAND)s
+QUEUES = {"gpu": [["JOB_MEMORY", "8192", "Memory (MB)", "Memory per job"],
+                  ["QUEUE_FOR_JOBS", "Y", "Use queue for jobs", "Send each engine job to the queue"]]}
+QUEUES_DEFAULT = {"JOB_GPUS": "0"}
+"""
+
+
+class TestSegmentOnQueue(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="membraneseg-queue-")
+        cls.record = os.path.join(cls.tmp, "submitted")
+        os.makedirs(cls.record)
+        sbatch = os.path.join(cls.tmp, "fake_sbatch.sh")
+        with open(sbatch, "w") as f:
+            f.write(FAKE_SBATCH % dict(record=cls.record))
+        hosts = os.path.join(cls.tmp, "hosts.conf")
+        with open(hosts, "w") as f:
+            f.write(HOSTS_CONF % dict(sbatch=sbatch))
+        # the project reads pw.Config; the protocol's own process (and so runJob) reads the environment
+        cls.saved = pw.Config.SCIPION_HOSTS, os.environ.get("SCIPION_HOSTS")
+        pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = hosts
+        setupTestProject(cls)
+        folder = cls.getOutputPath("tomos")
+        make_phantoms(folder, seeds=(5,), shape=(12, 96, 96))
+        cls.tomograms = import_tomograms(cls, folder)
+
+    @classmethod
+    def tearDownClass(cls):
+        pw.Config.SCIPION_HOSTS, env = cls.saved
+        if env is None:
+            os.environ.pop("SCIPION_HOSTS", None)
+        else:
+            os.environ["SCIPION_HOSTS"] = env
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_engine_command_is_submitted(self):
+        prot = self.newProtocol(ProtMembraneSegSegment, inputTomograms=self.tomograms, numberOfThreads=2,
+                                mode=0, binThreads=1)
+        prot._useQueue.set(True)
+        prot.setQueueParams(["gpu", {"JOB_MEMORY": "8192", "QUEUE_FOR_JOBS": "Y"}])
+        self.launchProtocol(prot)
+        scripts = glob.glob(os.path.join(self.record, "*.job"))
+        self.assertEqual(len(scripts), 1, "one job per tomogram")
+        with open(scripts[0]) as f:
+            script = f.read()
+        self.assertIn("#SBATCH --mem=8192M", script)
+        self.assertIn("python -m membraneseg.engine segment", script)
+        self.assertIn(self.tomograms.getFirstItem().getFileName(), script)
+        self.assertIn("--mode preview", script)
+        # the job ran: its outputs were registered
+        self.assertEqual(getattr(prot, OUT_MASKS).getSize(), 1)

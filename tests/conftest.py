@@ -1,0 +1,28 @@
+"""Fixtures the engine tests share."""
+import pytest
+
+from membraneseg.engine import model as net, modelfile
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny network with random weights, saved as a model folder at 10 Å/px."""
+    folder = str(tmp_path_factory.mktemp("model"))
+    spec = net.NetworkSpec.from_preset("tiny")
+    card = modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=96, threshold=0.5)
+    modelfile.save(net.build(spec, patch=96), card, folder)
+    return folder
+
+
+SUMMARY = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def summary(pytestconfig):
+    """Lines to print at the end of the run (how many random cases the property test ran, for example)."""
+    return pytestconfig.stash.setdefault(SUMMARY, [])
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    for line in config.stash.get(SUMMARY, []):
+        terminalreporter.write_line(line)
