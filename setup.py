@@ -36,6 +36,7 @@ setup(
         "console_scripts": "membraneseg = membraneseg.engine.cli:main",
     },
     package_data={"membraneseg": ["protocols.conf", "icon.png", "weights/*/*", "weights/README*",
+                                  "weights/SHA256SUMS",
                                   "templates/*.json.template"]},
     include_package_data=True,
     zip_safe=False,

@@ -2,7 +2,7 @@
 this machine, in one run.
 
     bash bench/make_membrain_venv.sh          # once: CPU PyTorch and MONAI in bench/.venv-membrain
-    .venv/bin/python bench/bench_membrain.py [--preset cpu-small] [--windows 2]
+    .venv/bin/python bench/bench_membrain.py [--preset cpu-fine] [--windows 2]
 
 MemBrain-seg side: its network (bench/membrain_network.py; random weights) is timed on a few 160³ windows with
 2 threads, and the time for the tomogram is extrapolated to the number of windows its sliding-window inference
@@ -38,7 +38,8 @@ def window_count(shape, window=WINDOW, overlap=OVERLAP):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="cpu-small", help="our network's preset (default cpu-small)")
+    parser.add_argument("--preset", default="cpu-fine", help="our network's preset (default cpu-fine, the default "
+                                                               "model's)")
     parser.add_argument("--windows", type=int, default=2, help="160³ windows timed after a warm-up (default 2)")
     parser.add_argument("--venv", default=os.path.join(HERE, ".venv-membrain"),
                         help="environment with torch and monai (bench/make_membrain_venv.sh makes it)")

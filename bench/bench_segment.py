@@ -165,10 +165,11 @@ def speed_table(presets, tmp, rate, profile):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="*", default=["cpu-small", "cpu"],
+    parser.add_argument("--presets", nargs="*", default=["cpu-small", "cpu-fine", "cpu"],
                         help="presets to time (none: only the volume runs)")
     parser.add_argument("--profile", action="store_true", help="time every layer and sum by kind")
-    parser.add_argument("--volume-preset", default="cpu-small", help="preset for the volume runs")
+    parser.add_argument("--volume-preset", default="cpu-fine",
+                        help="preset for the volume runs (default cpu-fine, the default model's)")
     parser.add_argument("--mode", default="default", help="preview, default or quality for the volume runs")
     parser.add_argument("--precision", default="fp32", help="fp32 or bf16 for the volume runs")
     parser.add_argument("--no-volume", action="store_true", help="skip the 512x512x200 run")

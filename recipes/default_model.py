@@ -3,7 +3,7 @@ leave-one-group-out (LOGO) comparison of arms that chooses what ships.
 
     .venv/bin/python recipes/default_model.py logo   [--arms NAME ...]   # validation runs, resumable
     .venv/bin/python recipes/default_model.py report                     # per-group tables from the results
-    .venv/bin/python recipes/default_model.py final  --arm NAME          # train the shipped model
+    .venv/bin/python recipes/default_model.py final  --arm NAME          # train and write the shipped model
 
 Everything is set in recipes/default_model.json (seeds, data, presets, epochs, augmentation). The shared data
 (../shared/data/dlcryotomo-slices) are read at run time; none of them are written into the repository. Each unit
@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -75,7 +76,7 @@ def pretrain(cfg, preset, context):
     config = train.TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
                                epochs=p["epochs"], steps_per_epoch=p["steps"], batch_size=p["batch_size"],
                                learning_rate=p["learning_rate"], loss=p["loss"], patience=p["patience"],
-                               name="pretrain %s k%d" % (preset, context))
+                               rot90=p["rot90"], intensity=p["intensity"], name="pretrain %s k%d" % (preset, context))
     samples = []
     for i in range(p["count"] + p["val_count"]):
         tomo, labels = make_phantom(p, p["seed"] + i)
@@ -104,14 +105,10 @@ def run_fold(cfg, arm, test_fold, groups):
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
-    folds = [f for f in cfg["folds"] if f != test_fold]
-    val_fold = folds[(list(cfg["folds"]).index(test_fold)) % len(folds)]   # inner validation: a whole fold
-    train_folds = [f for f in folds if f != val_fold]
+    val_fold = cfg["val_fold"][test_fold]   # inner validation (early stopping): a whole, small fold
+    train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
+    config = finetune_config(cfg, arm, tag)
     ft = cfg["finetune"]
-    config = train.TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
-                               seed=cfg["seed"], epochs=ft["epochs"], steps_per_epoch=ft["steps"],
-                               batch_size=ft["batch_size"], learning_rate=ft["learning_rate"], loss=ft["loss"],
-                               patience=ft["patience"], name=tag)
     if arm.get("pretrained"):
         config.start_model = pretrain(cfg, arm["preset"], arm["context"])
     t0 = time.time()
@@ -119,11 +116,21 @@ def run_fold(cfg, arm, test_fold, groups):
                        fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"]), config, out,
                        provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds})
     scores = score(out, cfg, groups, test_fold)
+    history = card.provenance["history"]
+    best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]
     result = dict(arm=arm["name"], test_fold=test_fold, val_fold=val_fold, train_seconds=round(time.time() - t0),
-                  threshold=card.threshold, **scores)
+                  threshold=card.threshold, best_epoch=best_epoch, **scores)
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def finetune_config(cfg, arm, name):
+    ft = cfg["finetune"]
+    return train.TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
+                             seed=cfg["seed"], epochs=ft["epochs"], steps_per_epoch=ft["steps"],
+                             batch_size=ft["batch_size"], learning_rate=ft["learning_rate"], loss=ft["loss"],
+                             patience=ft["patience"], rot90=ft["rot90"], intensity=ft["intensity"], name=name)
 
 
 def score(model_dir, cfg, groups, test_fold):
@@ -144,7 +151,7 @@ def score(model_dir, cfg, groups, test_fold):
             pred = prob >= p.card.threshold
             a, b, c, _ = metrics.confusion(pred, ref)
             tp, fp, fn = tp + a, fp + b, fn + c
-            for k, v in tolerant_counts(pred[0], ref[0], cfg["tolerance_px"]).items():
+            for k, v in tolerant_counts(pred, ref, cfg["tolerance_px"]).items():
                 tol[k] += v
             hist_pos += np.histogram(prob[ref], 100, (0, 1))[0]
             hist_neg += np.histogram(prob[~ref], 100, (0, 1))[0]
@@ -155,20 +162,14 @@ def score(model_dir, cfg, groups, test_fold):
 
 
 def tolerant_counts(pred, ref, tol):
-    """Counts for the boundary-tolerant Dice: predicted pixels within ``tol`` px of the reference, and reference
-    pixels within ``tol`` px of the prediction."""
-    from scipy import ndimage
-    near_ref = ndimage.distance_transform_edt(~ref) <= tol
-    near_pred = ndimage.distance_transform_edt(~pred) <= tol
-    return {"tp_p": int(np.count_nonzero(pred & near_ref)), "n_p": int(np.count_nonzero(pred)),
-            "tp_r": int(np.count_nonzero(ref & near_pred)), "n_r": int(np.count_nonzero(ref))}
+    """Counts for the boundary-tolerant Dice (``tol`` px, in the slice plane), as the evaluate command keeps them."""
+    near_p, n_p, near_r, n_r = metrics.tolerant_counts(pred, ref, tol, per_slice=True)
+    return {"tp_p": near_p, "n_p": n_p, "tp_r": near_r, "n_r": n_r}
 
 
 def figures(tp, fp, fn, tol):
-    prec = tol["tp_p"] / tol["n_p"] if tol["n_p"] else 0.0
-    rec = tol["tp_r"] / tol["n_r"] if tol["n_r"] else 0.0
-    return dict(dice=metrics.dice_from(tp, fp, fn), iou=metrics.iou_from(tp, fp, fn),
-                tolerant_dice=2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    tolerant = metrics.tolerant_scores(tol["tp_p"], tol["n_p"], tol["tp_r"], tol["n_r"])["tolerant_dice"]
+    return dict(dice=metrics.dice_from(tp, fp, fn), iou=metrics.iou_from(tp, fp, fn), tolerant_dice=tolerant)
 
 
 def report(cfg):
@@ -188,13 +189,78 @@ def report(cfg):
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "logo.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    for r in rows:
-        print("%-28s folds %d  pooled Dice %.3f IoU %.3f tolDice %.3f  (%.0f ms/slice)" % (
-            r["arm"], r["folds"], r["pooled"]["dice"], r["pooled"]["iou"], r["pooled"]["tolerant_dice"],
-            r["ms_per_slice"]))
-        for g, v in r["groups"].items():
-            print("    %-4s Dice %.3f IoU %.3f tolDice %.3f" % (g, v["dice"], v["iou"], v["tolerant_dice"]))
+    table = markdown_table(rows)
+    with open(os.path.join(RESULTS, "logo.md"), "w") as f:
+        f.write(table)
+    print(table)
     return rows
+
+
+def markdown_table(rows):
+    """Per arm and held-out group: Dice, IoU and boundary-tolerant Dice at each fold model's own threshold."""
+    lines = ["| arm | held-out group | Dice | IoU | tolerant Dice (%s px) |" % load_config()["tolerance_px"],
+             "|---|---|---|---|---|"]
+    for r in rows:
+        for g, v in r["groups"].items():
+            lines.append("| %s | %s | %.3f | %.3f | %.3f |" % (r["arm"], g, v["dice"], v["iou"], v["tolerant_dice"]))
+        p = r["pooled"]
+        lines.append("| **%s** | **pooled (%d folds, %.0f ms/slice)** | **%.3f** | **%.3f** | **%.3f** |" % (
+            r["arm"], r["folds"], r["ms_per_slice"], p["dice"], p["iou"], p["tolerant_dice"]))
+    return "\n".join(lines) + "\n"
+
+
+def logo_threshold(results):
+    """The threshold (0.01 steps) that maximises Dice pooled over every held-out group of an arm's LOGO runs, and
+    that Dice: the shipped model's threshold is calibrated on fields of view its fold models never saw."""
+    pos = np.sum([g["hist_pos"] for r in results for g in r["groups"].values()], axis=0)
+    neg = np.sum([g["hist_neg"] for r in results for g in r["groups"].values()], axis=0)
+    tp = np.cumsum(pos[::-1])[::-1]          # tp[i]: positives with probability >= i / 100
+    fp = np.cumsum(neg[::-1])[::-1]
+    fn = pos.sum() - tp
+    dice = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    i = 5 + int(np.argmax(dice[5:96]))       # thresholds 0.05 .. 0.95
+    return i / 100.0, float(dice[i])
+
+
+def final(cfg, arm_name, out):
+    """Train the shipped model on every group, for the median best epoch of the arm's LOGO runs, with the
+    threshold calibrated on their held-out groups; write it to ``out``."""
+    from membraneseg.engine import modelfile
+    arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
+    results = [_cached(arm_name, f) for f in cfg["folds"]]
+    if not all(results):
+        raise SystemExit("run `logo --arms %s` first: the final model's epochs and threshold come from it" % arm_name)
+    threshold, logo_dice = logo_threshold(results)
+    epochs = int(np.median([r["best_epoch"] for r in results]))
+    groups = slices_by_group(cfg)
+    config = finetune_config(cfg, arm, cfg["final"]["name"])
+    config.epochs, config.patience = epochs, epochs + 1      # no early stopping: every group trains
+    if arm.get("pretrained"):
+        config.start_model = pretrain(cfg, arm["preset"], arm["context"])
+    log.info("final model: arm %s, %d epochs, threshold %.2f (LOGO pooled Dice %.3f at it)", arm_name, epochs,
+             threshold, logo_dice)
+    every = list(cfg["folds"])
+    work = os.path.join(RUNS, "final-" + arm_name)
+    card = train.train(fold_items(cfg, groups, every, config),
+                       fold_items(cfg, groups, every, config, limit=cfg["finetune"]["val_per_group"]), config,
+                       work, provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
+                                         "recipe": "recipes/default_model.py final --arm %s" % arm_name})
+    keras_model, card = modelfile.load(work)
+    card.threshold = threshold
+    card.provenance.update(threshold_source="pooled over LOGO held-out groups", logo_pooled_dice=logo_dice,
+                           logo=[r for r in report(cfg) if r["arm"] == arm_name])
+    # write beside, then swap, so that a failure leaves the previous model whole
+    fresh = out.rstrip("/") + ".new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    modelfile.save(keras_model, card, fresh)
+    shutil.copy(os.path.join(work, train.HISTORY_JSON), fresh)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.replace(fresh, out)
+    if os.path.abspath(out) == os.path.abspath(os.path.join(modelfile.WEIGHTS_DIR, "default")):
+        with open(modelfile.SHIPPED_SUMS, "w") as f:      # the pinned checksum the package checks at load
+            f.write("%s  default/%s\n" % (card.weights_sha256, modelfile.MODEL_WEIGHTS))
+    log.info("wrote %s", out)
 
 
 def _cached(arm, fold):
@@ -207,7 +273,10 @@ def _cached(arm, fold):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("logo", "report"))
+    parser.add_argument("stage", choices=("logo", "report", "final"))
+    parser.add_argument("--arm", help="final: the arm to train the shipped model with")
+    parser.add_argument("--out", default=os.path.join(ROOT, "membraneseg", "weights", "default"),
+                        help="final: the model folder to write (default: the shipped model's)")
     parser.add_argument("--arms", nargs="*", help="arm names to run (default: all in the config)")
     parser.add_argument("--folds", nargs="*", help="test folds to run (default: all)")
     args = parser.parse_args()
@@ -215,6 +284,9 @@ def main():
     cfg = load_config()
     if args.stage == "report":
         report(cfg)
+        return
+    if args.stage == "final":
+        final(cfg, args.arm, args.out)
         return
     groups = slices_by_group(cfg)
     for arm in cfg["arms"]:

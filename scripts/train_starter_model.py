@@ -1,8 +1,10 @@
-"""Build the starter model shipped in membraneseg/weights/default: preset cpu-small, trained on simple phantoms.
+"""Build the former starter model: preset cpu-small, trained on simple phantoms only.
 
-Reproducible: fixed seeds for the phantoms and for training. Run from the repository root:
-    .venv/bin/python scripts/train_starter_model.py [--out membraneseg/weights/default]
-It takes about ten minutes on 2 CPU cores. The Default-model recipe (bench/../scripts) replaces this model.
+It was shipped as the default model until recipes/default_model.py made one fine-tuned on real slices; it stays
+useful as a quick phantom-only baseline (its training log: recipes/results/starter-training.log). Reproducible:
+fixed seeds for the phantoms and for training. Run from the repository root:
+    .venv/bin/python scripts/train_starter_model.py [--out starter-model]
+It takes about ten minutes on 2 CPU cores.
 """
 import argparse
 import os
@@ -21,7 +23,7 @@ VAL_SEEDS = range(200, 202)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=os.path.join("membraneseg", "weights", "default"))
+    parser.add_argument("--out", default="starter-model", help="model folder to write (default ./starter-model)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()

@@ -209,9 +209,11 @@ def release(array):
     mm.madvise(mmap.MADV_DONTNEED)
 
 
-def _update_stats(mrc, chunk=32):
-    """Header min/max/mean/rms, computed slab by slab so a large file is never loaded whole."""
+def _update_stats(mrc, chunk_bytes=64 << 20):
+    """Header min/max/mean/rms, computed slab by slab so a large file is never loaded whole. Slabs hold about
+    ``chunk_bytes`` of float64 (a fixed number of slices would be 1 GB of 2048² slices)."""
     data = mrc.data
+    chunk = max(1, chunk_bytes // max(1, 8 * int(np.prod(data.shape[1:]))))
     lo, hi, total, total2, n = np.inf, -np.inf, 0.0, 0.0, 0
     for z in range(0, data.shape[0], chunk):
         block = np.asarray(data[z:z + chunk], dtype=np.float64)

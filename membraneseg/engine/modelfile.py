@@ -60,12 +60,27 @@ def model_folder(path):
     return os.path.dirname(path) if path.endswith(".json") else path
 
 
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+# The shipped model's weights checksum, kept apart from its card: a card rewritten together with its weights
+# cannot pass for the shipped model.
+SHIPPED_SUMS = os.path.join(WEIGHTS_DIR, "SHA256SUMS")
+
+
 def default_model_path():
     """The model used when none is given: $MEMBRANESEG_MODEL if set, else the one shipped in the package."""
     override = os.environ.get(MODEL_VAR)
     if override:
         return model_folder(override)
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", DEFAULT_MODEL_DIR)
+    return os.path.join(WEIGHTS_DIR, DEFAULT_MODEL_DIR)
+
+
+def shipped_sha256(folder):
+    """The pinned checksum of a model folder shipped in the package (None for any other folder)."""
+    if not os.path.isfile(SHIPPED_SUMS):
+        return None
+    with open(SHIPPED_SUMS) as f:
+        pinned = dict(reversed(line.split()) for line in f if line.strip())
+    return pinned.get(os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR))
 
 
 def read_card(path) -> ModelCard:
@@ -90,6 +105,10 @@ def verify_weights(folder, card):
     if not os.path.isfile(weights):
         raise ModelError(folder, "weights file %s is missing" % MODEL_WEIGHTS)
     actual = sha256_of(weights)
+    pinned = shipped_sha256(os.path.abspath(folder))
+    if pinned and actual != pinned:
+        raise ModelError(folder, "the shipped weights do not match their pinned checksum in %s (expected %s, "
+                                 "found %s): reinstall the plugin" % (SHIPPED_SUMS, pinned, actual))
     if card.weights_sha256 and actual != card.weights_sha256:
         raise ModelError(folder, "weights checksum mismatch (expected %s, found %s): the file is corrupt or was "
                                  "replaced; reinstall or retrain the model" % (card.weights_sha256, actual))

@@ -1,0 +1,59 @@
+"""Re-score the shipped default model on the shared annotated slices, per group, and time it per slice.
+
+    .venv/bin/python bench/bench_default_model.py [--model FOLDER] [--data ../shared/data/dlcryotomo-slices]
+
+The shipped model was fine-tuned on every shared group, so these figures are on slices it has seen (augmented
+copies of its training fields of view); they check that the shipped file is the one the recipe made. Figures on
+fields of view a model never saw are the leave-one-group-out table of recipes/results/logo.json. Skips (exit 0,
+saying why) when the shared data are absent.
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "recipes"))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import default_model as recipe  # noqa: E402
+
+from membraneseg.engine import modelfile  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=modelfile.default_model_path())
+    parser.add_argument("--data", default=None, help="the shared slices (default: the recipe's)")
+    args = parser.parse_args()
+    cfg = recipe.load_config()
+    if args.data:
+        cfg["data"] = os.path.abspath(args.data)
+    root = cfg["data"] if os.path.isabs(cfg["data"]) else os.path.join(ROOT, cfg["data"])
+    if not os.path.exists(os.path.join(root, "manifest.csv")):
+        print("SKIPPED: the shared slices are not at %s" % root)
+        return 0
+    card = modelfile.read_card(args.model)
+    print("model %s (%s, preset %s, threshold %.3f)" % (args.model, card.name, card.network["preset"],
+                                                         card.threshold))
+    groups = recipe.slices_by_group(cfg)
+    totals = {"tp": 0, "fp": 0, "fn": 0, "tolerant": {"tp_p": 0, "n_p": 0, "tp_r": 0, "n_r": 0}}
+    print("%-5s %6s %7s %7s %9s %10s" % ("group", "slices", "Dice", "IoU", "tolDice", "ms/slice"))
+    for fold in cfg["folds"]:
+        for g, v in recipe.score(args.model, cfg, groups, fold)["groups"].items():
+            f = recipe.figures(v["tp"], v["fp"], v["fn"], v["tolerant"])
+            print("%-5s %6d %7.3f %7.3f %9.3f %10.1f" % (g, v["n"], f["dice"], f["iou"], f["tolerant_dice"],
+                                                      v["ms_per_slice"]))
+            for k in ("tp", "fp", "fn"):
+                totals[k] += v[k]
+            for k in totals["tolerant"]:
+                totals["tolerant"][k] += v["tolerant"][k]
+    f = recipe.figures(totals["tp"], totals["fp"], totals["fn"], totals["tolerant"])
+    print("%-5s %6s %7.3f %7.3f %9.3f" % ("all", "", f["dice"], f["iou"], f["tolerant_dice"]))
+    print("(in-sample: the shipped model was fine-tuned on these groups; see recipes/results/logo.json for "
+          "held-out figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
