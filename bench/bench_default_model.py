@@ -37,18 +37,15 @@ def main():
     print("model %s (%s, preset %s, threshold %.3f)" % (args.model, card.name, card.network["preset"],
                                                          card.threshold))
     groups = recipe.slices_by_group(cfg)
-    totals = {"tp": 0, "fp": 0, "fn": 0, "tolerant": {"tp_p": 0, "n_p": 0, "tp_r": 0, "n_r": 0}}
+    scores = []
     print("%-5s %6s %7s %7s %9s %10s" % ("group", "slices", "Dice", "IoU", "tolDice", "ms/slice"))
     for fold in cfg["folds"]:
         for g, v in recipe.score(args.model, cfg, groups, fold)["groups"].items():
             f = recipe.figures(v["tp"], v["fp"], v["fn"], v["tolerant"])
             print("%-5s %6d %7.3f %7.3f %9.3f %10.1f" % (g, v["n"], f["dice"], f["iou"], f["tolerant_dice"],
                                                       v["ms_per_slice"]))
-            for k in ("tp", "fp", "fn"):
-                totals[k] += v[k]
-            for k in totals["tolerant"]:
-                totals["tolerant"][k] += v["tolerant"][k]
-    f = recipe.figures(totals["tp"], totals["fp"], totals["fn"], totals["tolerant"])
+            scores.append(v)
+    f = recipe.pooled_figures(scores)
     print("%-5s %6s %7.3f %7.3f %9.3f" % ("all", "", f["dice"], f["iou"], f["tolerant_dice"]))
     print("(in-sample: the shipped model was fine-tuned on these groups; see recipes/results/logo.json for "
           "held-out figures)")

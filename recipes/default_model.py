@@ -167,6 +167,14 @@ def tolerant_counts(pred, ref, tol):
     return {"tp_p": near_p, "n_p": n_p, "tp_r": near_r, "n_r": n_r}
 
 
+def pooled_figures(group_scores):
+    """Figures of several groups' scores pooled: their counts summed, then the ratios taken."""
+    group_scores = list(group_scores)
+    tp, fp, fn = (sum(v[k] for v in group_scores) for k in ("tp", "fp", "fn"))
+    tol = {k: sum(v["tolerant"][k] for v in group_scores) for k in ("tp_p", "n_p", "tp_r", "n_r")}
+    return figures(tp, fp, fn, tol)
+
+
 def figures(tp, fp, fn, tol):
     tolerant = metrics.tolerant_scores(tol["tp_p"], tol["n_p"], tol["tp_r"], tol["n_r"])["tolerant_dice"]
     return dict(dice=metrics.dice_from(tp, fp, fn), iou=metrics.iou_from(tp, fp, fn), tolerant_dice=tolerant)
@@ -180,9 +188,7 @@ def report(cfg):
         if not results:
             continue
         groups = {g: v for r in results for g, v in r["groups"].items()}
-        pooled = [sum(v[k] for v in groups.values()) for k in ("tp", "fp", "fn")]
-        tol = {k: sum(v["tolerant"][k] for v in groups.values()) for k in ("tp_p", "n_p", "tp_r", "n_r")}
-        line = {"arm": arm["name"], "folds": len(results), "pooled": figures(*pooled, tol),
+        line = {"arm": arm["name"], "folds": len(results), "pooled": pooled_figures(groups.values()),
                 "groups": {g: figures(v["tp"], v["fp"], v["fn"], v["tolerant"]) for g, v in sorted(groups.items())},
                 "ms_per_slice": round(float(np.mean([v["ms_per_slice"] for v in groups.values()])), 1)}
         rows.append(line)
@@ -241,7 +247,7 @@ def final(cfg, arm_name, out):
              threshold, logo_dice)
     every = list(cfg["folds"])
     work = os.path.join(RUNS, "final-" + arm_name)
-    card = train.train(fold_items(cfg, groups, every, config),
+    train.train(fold_items(cfg, groups, every, config),
                        fold_items(cfg, groups, every, config, limit=cfg["finetune"]["val_per_group"]), config,
                        work, provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
                                          "recipe": "recipes/default_model.py final --arm %s" % arm_name})
