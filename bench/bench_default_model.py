@@ -27,11 +27,7 @@ def main():
     parser.add_argument("--data", default=None, help="the shared slices (default: the recipe's)")
     args = parser.parse_args()
     cfg = recipe.load_config()
-    if args.data:
-        cfg["data"] = os.path.abspath(args.data)
-    root = cfg["data"] if os.path.isabs(cfg["data"]) else os.path.join(ROOT, cfg["data"])
-    if not os.path.exists(os.path.join(root, "manifest.csv")):
-        print("SKIPPED: the shared slices are not at %s" % root)
+    if not recipe.shared_data(cfg, args.data):
         return 0
     card = modelfile.read_card(args.model)
     print("model %s (%s, preset %s, threshold %.3f)" % (args.model, card.name, card.network["preset"],

@@ -42,6 +42,18 @@ def load_config(path=os.path.join(HERE, "default_model.json")):
 
 
 # ----------------------------------------------------------------------------- data
+def shared_data(cfg, data=None):
+    """For benchmarks: point ``cfg`` at ``data`` when given; True when the shared slices are there, else say that
+    the run is skipped and return False."""
+    if data:
+        cfg["data"] = os.path.abspath(data)
+    root = cfg["data"] if os.path.isabs(cfg["data"]) else os.path.join(ROOT, cfg["data"])
+    if os.path.exists(os.path.join(root, "manifest.csv")):
+        return True
+    print("SKIPPED: the shared slices are not at %s" % root)
+    return False
+
+
 def slices_by_group(cfg):
     """{group: [(image path, mask path), ...]} of the labelled slices, read from the data's manifest."""
     root = os.path.join(ROOT, cfg["data"]) if not os.path.isabs(cfg["data"]) else cfg["data"]
@@ -111,10 +123,15 @@ def run_fold(cfg, arm, test_fold, groups):
     ft = cfg["finetune"]
     if arm.get("pretrained"):
         config.start_model = pretrain(cfg, arm["preset"], arm["context"])
+    synthetic = []
+    if arm.get("gan"):
+        synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
+        config.synthetic_fraction = cfg["gan"]["fraction"]
     t0 = time.time()
     card = train.train(fold_items(cfg, groups, train_folds, config),
                        fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"]), config, out,
-                       provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds})
+                       provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
+                       synthetic_samples=synthetic)
     scores = score(out, cfg, groups, test_fold)
     history = card.provenance["history"]
     best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]
@@ -123,6 +140,31 @@ def run_fold(cfg, arm, test_fold, groups):
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def gan_pairs(cfg, test_fold, train_folds, groups, config):
+    """Synthetic pairs for a fold (Appendix B): a Pix2Pix GAN trained on the fold's training groups only, then
+    ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold."""
+    from membraneseg.engine import gan, gan_data, gan_generate
+    g = cfg["gan"]
+    out = os.path.join(RUNS, "gan", test_fold)
+    model_dir, pairs_dir = os.path.join(out, "model"), os.path.join(out, "pairs")
+    if not os.path.exists(os.path.join(pairs_dir, "pairs.json")):
+        pairs = [gan_data.load_image_pair(i, m, cfg["pixel_size"], grp)
+                 for fold in train_folds for grp in cfg["folds"][fold] for i, m in groups[grp]]
+        card = gan.read_gan_card(model_dir) if os.path.exists(os.path.join(model_dir, "gan_model.json")) else None
+        if card is None or card.epochs_run < g["epochs"]:
+            t0 = time.time()
+            gan.train_gan(pairs, model_dir, size=g["size"], filters=g["filters"], epochs=g["epochs"],
+                          steps=g["steps"], batch_size=g["batch_size"], seed=cfg["seed"],
+                          pixel_size=cfg["pixel_size"])
+            log.info("GAN for held-out %s trained in %.0f s", test_fold, time.time() - t0)
+        gan_generate.generate(model_dir, [(os.path.basename(p.source), p.mask) for p in pairs], pairs_dir,
+                              g["count"], seed=cfg["seed"], real_images=[(os.path.basename(p.source), p.image)
+                                                                        for p in pairs])
+    names = sorted(os.listdir(os.path.join(pairs_dir, "images")))
+    return [train.load_image_pair(os.path.join(pairs_dir, "images", n), os.path.join(pairs_dir, "masks", n), config,
+                                  cfg["pixel_size"], "synthetic") for n in names]
 
 
 def finetune_config(cfg, arm, name):

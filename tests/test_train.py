@@ -117,6 +117,22 @@ def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
     np.testing.assert_array_equal(dropped[:, 0], dropped[:, 2])
 
 
+def test_synthetic_pairs_give_their_fraction_of_patches_and_leave_the_real_stream_alone():
+    config = train.TrainConfig(patch=64, augment=False, foreground_bias=0.0, synthetic_fraction=0.3)
+    real = train.Sample(np.zeros((1, 96, 96), np.float32), np.zeros((1, 96, 96), np.uint8), "real", True)
+    synthetic = [train.Sample(np.ones((1, 80, 80), np.float32), np.ones((1, 80, 80), np.uint8), "syn%d" % i, True,
+                              "synthetic") for i in range(50)]
+    x, y = train.PatchSampler([real], config, 0, synthetic).batch(400)
+    from_synthetic = x[:, 0, 0, 0] == 1
+    np.testing.assert_array_equal(from_synthetic, y[:, 0, 0, 0] == 1)      # image and mask from the same pair
+    assert 0.24 < from_synthetic.mean() < 0.36           # 30% whatever their number (50 pairs against 1 image)
+    # without synthetic pairs nothing extra is drawn: the patches are those of a sampler that never knew of them
+    plain = train.PatchSampler([_sample(depth=4)], train.TrainConfig(patch=64), 5).batch(4)[0]
+    mixed = train.PatchSampler([_sample(depth=4)], train.TrainConfig(patch=64, synthetic_fraction=0.3), 5,
+                               ()).batch(4)[0]
+    np.testing.assert_array_equal(plain, mixed)
+
+
 def test_z_spacing_follows_the_pixel_sizes(tmp_path):
     tomo, labels = phantoms.simple_phantom((8, 64, 64), 5.0, seed=1)
     io.write(str(tmp_path / "t.mrc"), tomo, 5.0)

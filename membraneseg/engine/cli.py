@@ -7,6 +7,8 @@
     membraneseg evaluate --pred ... --ref ...   metrics against reference masks
     membraneseg clean INPUT... -o OUTDIR        re-threshold and clean probability maps
     membraneseg inspect-model [PATH]            load a model folder and print its card
+    membraneseg gan train -o GANDIR ...         train the Pix2Pix GAN (mask -> tomogram slice) on pairs
+    membraneseg gan generate GANDIR -o OUTDIR   synthetic image/mask pairs from a trained GAN
 
 ``python -m membraneseg.engine`` is the same program. Bad input ends with one line naming the file and the
 problem, and exit status 2; an unexpected failure keeps its traceback and exits with 1.
@@ -260,6 +262,17 @@ def add_train(sub):
                    help="CSV file naming each 2D image's group, e.g. the field of view it was cut from (columns "
                         "'group' and one of image, file, name, id, image_png); a group never sits on both sides "
                         "of the split (default: one group per --images folder)")
+    p.add_argument("--synthetic-images", action="append", default=[], metavar="DIR",
+                   help="folder of generated images (membraneseg gan generate: OUT/images) that add to the "
+                        "training data; never validated on")
+    p.add_argument("--synthetic-masks", action="append", default=[], metavar="DIR",
+                   help="their masks, matched by file name (OUT/masks)")
+    p.add_argument("--synthetic-fraction", type=float, default=0.3, metavar="F",
+                   help="fraction (0-1) of the training patches cut from the synthetic pairs, however many there "
+                        "are (default 0.3)")
+    p.add_argument("--synthetic-pixel-size", type=float, metavar="Å",
+                   help="Å per pixel of the synthetic pairs (default: the pairs.json beside them, else the "
+                        "model's)")
     p.add_argument("--start-model", metavar="PATH", help="model folder to fine-tune from; its preset, context "
                                                          "and classes are kept")
     p.add_argument("--preset", default=d.preset, help="network size: tiny, cpu-small, cpu, cpu-large, paper "
@@ -344,13 +357,16 @@ def cmd_train(args):
         raise SystemExit("--context-dropout must be a probability in [0, 1]")
     if not (args.volume or args.images):
         raise SystemExit("no training data: give --volume TOMO LABELS and/or --images DIR --masks DIR")
+    if not 0 <= args.synthetic_fraction <= 1:
+        raise SystemExit("--synthetic-fraction must be a fraction in [0, 1]")
     config = train.resolve_start_model(train.TrainConfig(
         preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
         pixel_size=args.pixel_size, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, augment=not args.no_augment,
         rot90=args.rot90, intensity=args.intensity_augment,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
-        membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name))
+        membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name,
+        synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))
     if config.classes == 0:
         config.classes = train.count_classes([labels for _, labels in args.volume + args.val_volume])
         log.info("%d classes in the label maps", config.classes)
@@ -367,10 +383,24 @@ def cmd_train(args):
     test = []
     if not val:
         samples, val, test = train.split_by_source(samples, seed=args.seed)
+    synthetic = [train.load_image_pair(i, m, config, args.synthetic_pixel_size or _pairs_pixel_size(folder),
+                                       "synthetic") for i, m, folder in _image_pairs(args.synthetic_images,
+                                                                                    args.synthetic_masks)]
     recipe = train.training_recipe([tomo for tomo, _ in args.volume + args.val_volume], args.recipe)
-    card = train.train(samples, val, config, args.output, test_samples=test, preprocessing=recipe)
+    card = train.train(samples, val, config, args.output, test_samples=test, preprocessing=recipe,
+                       synthetic_samples=synthetic)
     print("%s\tthreshold %.3f\tvalidation Dice %.3f" % (args.output, card.threshold,
                                                         card.provenance["validation_dice"]))
+
+
+def _pairs_pixel_size(images_dir):
+    """The pixel size ``gan generate`` recorded in pairs.json beside an images folder, or None."""
+    import json
+    path = os.path.join(os.path.dirname(os.path.abspath(images_dir)), "pairs.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("pixel_size")
 
 
 # ----------------------------------------------------------------------------- inspect-model
@@ -403,7 +433,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .cli_preprocess import add_preprocess
     from .cli_evaluate import add_clean, add_evaluate
-    for add in (add_segment, add_phantoms, add_train, add_inspect_model, add_preprocess, add_evaluate, add_clean):
+    from .cli_gan import add_gan
+    for add in (add_segment, add_phantoms, add_train, add_inspect_model, add_preprocess, add_evaluate, add_clean,
+                add_gan):
         add(sub)
     return parser
 

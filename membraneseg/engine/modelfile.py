@@ -84,18 +84,25 @@ def shipped_sha256(folder):
 
 
 def read_card(path) -> ModelCard:
-    folder = model_folder(path)
-    card_path = os.path.join(folder, MODEL_JSON)
+    return read_json_card(model_folder(path), MODEL_JSON, ModelCard, MODEL_FORMAT, "model card",
+                          "is this a membraneseg model folder?")
+
+
+def read_json_card(folder, name, card_class, newest_format, what, hint):
+    """The card ``name`` of a model folder as ``card_class`` (a dataclass with from_dict and a format), or a
+    ModelError that says what is wrong: no folder, no card (``hint`` says what was expected), not valid JSON for a
+    ``what``, or a format newer than ``newest_format``."""
+    card_path = os.path.join(folder, name)
     if not os.path.isdir(folder):
         raise ModelError(folder, "folder not found")
     if not os.path.isfile(card_path):
-        raise ModelError(folder, "no %s in it; is this a membraneseg model folder?" % MODEL_JSON)
+        raise ModelError(folder, "no %s in it; %s" % (name, hint))
     try:
         with open(card_path) as f:
-            card = ModelCard.from_dict(json.load(f))
+            card = card_class.from_dict(json.load(f))
     except (ValueError, TypeError) as exc:
-        raise ModelError(folder, "%s is not a valid model card (%s)" % (MODEL_JSON, exc))
-    if card.format > MODEL_FORMAT:
+        raise ModelError(folder, "%s is not a valid %s (%s)" % (name, what, exc))
+    if card.format > newest_format:
         raise ModelError(folder, "made by a newer membraneseg (format %d); update the plugin" % card.format)
     return card
 

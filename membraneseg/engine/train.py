@@ -213,14 +213,13 @@ def split_by_source(items, fractions=(0.70, 0.15, 0.15), seed=0):
 
 # ----------------------------------------------------------------------------- patches
 class PatchSampler:
-    """Random augmented patches from a list of Samples."""
+    """Random augmented patches from a list of Samples; with ``synthetic`` Samples (GAN pairs), a fraction
+    ``config.synthetic_fraction`` of the patches is cut from those instead, whatever their number."""
 
-    def __init__(self, samples, config: TrainConfig, seed):
-        self.samples = samples
+    def __init__(self, samples, config: TrainConfig, seed, synthetic=()):
+        self.pools = [(list(group), _size_weights(group)) for group in (samples, synthetic) if len(group)]
         self.c = config
         self.rng = np.random.default_rng(seed)
-        self.weights = np.array([s.image.size for s in samples], float)
-        self.weights /= self.weights.sum()
 
     def batch(self, n):
         xs, ys = zip(*(self.one() for _ in range(n)))
@@ -228,7 +227,10 @@ class PatchSampler:
 
     def one(self):
         c, rng = self.c, self.rng
-        s = self.samples[rng.choice(len(self.samples), p=self.weights)]
+        # without synthetic pairs, no draw: the patch stream stays what it was before they existed
+        mixed = len(self.pools) > 1 and rng.random() < c.synthetic_fraction
+        pool, weights = self.pools[-1 if mixed else 0]
+        s = pool[rng.choice(len(pool), p=weights)]
         depth = s.image.shape[0]
         # cut a region larger than the patch, so rotation and zoom do not pull in much fill
         size = int(np.ceil(c.patch * 1.5))
@@ -258,6 +260,12 @@ class PatchSampler:
         else:
             z, y, x = self.rng.integers(depth), self.rng.integers(rows), self.rng.integers(cols)
         return int(z), int(y) - size // 2, int(x) - size // 2
+
+
+def _size_weights(samples):
+    """Draw items in proportion to their size, so that every pixel is equally likely."""
+    w = np.array([s.image.size for s in samples], float)
+    return w / w.sum()
 
 
 def _crop(a, r0, c0, size):
@@ -374,10 +382,11 @@ def make_loss(name, classes):
 
 # ----------------------------------------------------------------------------- the loop
 def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=None, test_samples=(),
-          preprocessing=None):
+          preprocessing=None, synthetic_samples=()):
     """Train, calibrate the threshold, save the model to ``out_dir`` and return its card. ``out_dir/checkpoint``
     holds the state to resume an interrupted run (rerun with the same settings); it is removed at the end.
-    ``test_samples`` are scored at the calibrated threshold; ``preprocessing`` is the recipe for the card."""
+    ``test_samples`` are scored at the calibrated threshold; ``preprocessing`` is the recipe for the card.
+    ``synthetic_samples`` (generated pairs) only ever train: ``config.synthetic_fraction`` of the patches."""
     from . import model as net
 
     keras.utils.set_random_seed(config.seed)
@@ -399,7 +408,11 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
              keras_model.name, spec.preset, spec.context, net.count_params(keras_model), len(train_samples),
              len(val_samples))
 
-    sampler = PatchSampler(train_samples, config, config.seed + 7919 * done)   # a resumed run draws new patches
+    if synthetic_samples:
+        log.info("%d synthetic pair(s) give %.0f%% of the training patches", len(synthetic_samples),
+                 100 * config.synthetic_fraction)
+    # a resumed run draws new patches
+    sampler = PatchSampler(train_samples, config, config.seed + 7919 * done, synthetic_samples)
     val_x, val_y = fixed_patches(val_samples, config)
 
     class Batches(keras.utils.PyDataset):
@@ -445,6 +458,7 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
                         resumed_after_epoch=done, seconds=round(seconds, 1), validation_dice=round(val_dice, 4),
                         validation=validation, test=test,
                         train_items=[s.source for s in train_samples], val_items=[s.source for s in val_samples],
+                        synthetic_items=len(synthetic_samples),
                         test_items=[s.source for s in test_samples], history=history["epochs"]))
     modelfile.save(keras_model, card, out_dir)
     shutil.rmtree(checkpoint, ignore_errors=True)

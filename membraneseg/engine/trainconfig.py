@@ -23,6 +23,7 @@ class TrainConfig:
     intensity: float = 0.0             # strength of contrast/brightness/blur/noise augmentation; 0 = off (paper)
     context_dropout: float = 0.5
     foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
+    synthetic_fraction: float = 0.0    # fraction of training patches cut from synthetic (GAN) pairs, if given
     patience: int = 6
     seed: int = 0
     membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane

@@ -5,3 +5,4 @@ from .protocol_clean import ProtMembraneSegClean  # noqa: F401
 from .protocol_evaluate import ProtMembraneSegEvaluate  # noqa: F401
 from .protocol_phantoms import ProtMembraneSegPhantoms  # noqa: F401
 from .protocol_train import ProtMembraneSegTrain  # noqa: F401
+from .protocol_gan import ProtMembraneSegGeneratePairs, ProtMembraneSegTrainGan  # noqa: F401

@@ -81,6 +81,37 @@ def folderPairs(imagesFolder, masksFolder):
     return sorted(images & masks), sorted(images - masks)
 
 
+def dataArgs(protocol):
+    """The engine options for a training protocol's annotated data: its tomograms with their masks (paired by
+    tsId) and its 2D images folder with its masks folder (attributes inputTomograms, inputMasks, imagesFolder,
+    masksFolder, imagesPixelSize)."""
+    args = []
+    tomos = protocol.inputTomograms.get()
+    if tomos is not None:
+        masks = {m.getTsId(): m.getFileName() for m in protocol.inputMasks.get()}
+        for tomo in tomos:
+            args += ["--volume", tomo.getFileName(), masks[tomo.getTsId()]]
+        args += ["--volume-pixel-size", "%.4f" % tomos.getSamplingRate()]
+    if protocol.imagesFolder.get():
+        args += ["--images", protocol.imagesFolder.get(), "--masks", protocol.masksFolder.get()]
+        if protocol.imagesPixelSize.get():
+            args += ["--image-pixel-size", "%g" % protocol.imagesPixelSize.get()]
+    return args
+
+
+def folderErrors(images, masks, what):
+    """Why a folder of 2D images and its masks folder cannot train (empty when they can)."""
+    if not images:
+        return []
+    if not os.path.isdir(images):
+        return ["The %s images folder %s does not exist." % (what, images)]
+    if not masks or not os.path.isdir(masks):
+        return ["The %s images need a masks folder (%s does not exist)." % (what, masks or "none given")]
+    if not folderPairs(images, masks)[0]:
+        return ["No image in %s has a mask of the same name in %s." % (images, masks)]
+    return []
+
+
 class ProtMembraneSegTrain(EMProtocol):
     """Train the hybrid membrane network (Morales-Martinez et al. 2025, section 3.1), or fine-tune a model.
 
@@ -128,6 +159,15 @@ class ProtMembraneSegTrain(EMProtocol):
         form.addParam("valMasksFolder", params.PathParam, condition="valImagesFolder",
                       expertLevel=params.LEVEL_ADVANCED, label="Validation masks folder",
                       help="Masks of the validation images, with the same file names.")
+        form.addParam("syntheticPairs", params.PointerParam, pointerClass="MembraneSegPairs", allowsNull=True,
+                      label="Synthetic pairs (optional)",
+                      help="Image/mask pairs made by 'generate synthetic pairs' (a mask-to-image GAN, as in the "
+                           "paper's Appendix B). They only ever train, never validate, so the threshold and the "
+                           "validation figures stay on real data.")
+        form.addParam("syntheticFraction", params.FloatParam, default=0.3, validators=[params.Range(0.0, 1.0)],
+                      condition="syntheticPairs", label="Fraction of patches from synthetic pairs (0-1)",
+                      help="The share of training patches cut from the synthetic pairs, whatever their number: "
+                           "0.3 means 3 patches in 10. The rest come from the real data.")
         form.addParam("inputModel", params.PointerParam, pointerClass="MembraneSegModel", allowsNull=True,
                       label="Starting model (fine-tuning, optional)",
                       help="A model from this protocol or 'import membrane model' to fine-tune. Its preset, "
@@ -221,20 +261,18 @@ class ProtMembraneSegTrain(EMProtocol):
     def engineArgs(self):
         """The ``membraneseg train`` options for this form."""
         args = ["-o", self.modelDir(), "--name", "%s (run %s)" % (self.getRunName(), self.getObjId())]
-        tomos = self.inputTomograms.get()
-        if tomos is not None:
-            masks = {m.getTsId(): m.getFileName() for m in self.inputMasks.get()}
-            for tomo in tomos:
-                args += ["--volume", tomo.getFileName(), masks[tomo.getTsId()]]
-            args += ["--volume-pixel-size", "%.4f" % tomos.getSamplingRate()]
+        args += dataArgs(self)
         if self.imagesFolder.get():
-            args += ["--images", self.imagesFolder.get(), "--masks", self.masksFolder.get()]
             if self.groupsFile.get():
                 args += ["--groups", self.groupsFile.get()]
-            if self.imagesPixelSize.get():
-                args += ["--image-pixel-size", "%g" % self.imagesPixelSize.get()]
             if self.valImagesFolder.get():
                 args += ["--val-images", self.valImagesFolder.get(), "--val-masks", self.valMasksFolder.get()]
+        pairs = self.syntheticPairs.get()
+        if pairs is not None:
+            args += ["--synthetic-images", pairs.getImagesFolder(), "--synthetic-masks", pairs.getMasksFolder(),
+                     "--synthetic-fraction", "%g" % self.syntheticFraction.get()]
+            if pairs.getPixelSize():
+                args += ["--synthetic-pixel-size", "%g" % pairs.getPixelSize()]
         model = self.inputModel.get()
         if model is not None:
             args += ["--start-model", os.path.abspath(model.getPath())]
@@ -270,7 +308,7 @@ class ProtMembraneSegTrain(EMProtocol):
     def createOutputStep(self):
         model = MembraneSegModel(path=self.modelDir())
         self._defineOutputs(**{OUT_MODEL: model})
-        for pointer in (self.inputTomograms, self.inputMasks, self.inputModel):
+        for pointer in (self.inputTomograms, self.inputMasks, self.inputModel, self.syntheticPairs):
             if pointer.get() is not None:
                 self._defineSourceRelation(pointer, model)
 
@@ -283,8 +321,8 @@ class ProtMembraneSegTrain(EMProtocol):
                           "their masks, or both.")
         if tomos is not None:
             errors += pairingErrors(tomos, self.inputMasks.get())
-        errors += self._folderErrors(images, self.masksFolder.get(), "2D")
-        errors += self._folderErrors(self.valImagesFolder.get(), self.valMasksFolder.get(), "validation")
+        errors += folderErrors(images, self.masksFolder.get(), "2D")
+        errors += folderErrors(self.valImagesFolder.get(), self.valMasksFolder.get(), "validation")
         if images and self.groupsFile.get() and not os.path.isfile(self.groupsFile.get()):
             errors.append("The groups file %s does not exist." % self.groupsFile.get())
         if self.context.get() % 2 == 0:
@@ -303,18 +341,6 @@ class ProtMembraneSegTrain(EMProtocol):
             except modelfile.ModelError as exc:
                 errors.append(str(exc))
         return errors
-
-    @staticmethod
-    def _folderErrors(images, masks, what):
-        if not images:
-            return []
-        if not os.path.isdir(images):
-            return ["The %s images folder %s does not exist." % (what, images)]
-        if not masks or not os.path.isdir(masks):
-            return ["The %s images need a masks folder (%s does not exist)." % (what, masks or "none given")]
-        if not folderPairs(images, masks)[0]:
-            return ["No image in %s has a mask of the same name in %s." % (images, masks)]
-        return []
 
     def _warnings(self):
         warnings = []
@@ -348,6 +374,9 @@ class ProtMembraneSegTrain(EMProtocol):
             summary.append("Held-out test split: Dice %.3f, IoU %.3f." % (prov["test"]["dice"], prov["test"]["iou"]))
         if self.inputModel.get() is not None:
             summary.append("Fine-tuned from %s." % self.inputModel.get())
+        if self.syntheticPairs.get() is not None:
+            summary.append("%.0f%% of the training patches came from %s." % (100 * self.syntheticFraction.get(),
+                                                                           self.syntheticPairs.get()))
         return summary
 
     def _methods(self):

@@ -3,6 +3,7 @@
     python -m membraneseg.viewers.launch overlay MANIFEST.json [--viewer auto|napari|matplotlib] [--png DIR]
     python -m membraneseg.viewers.launch curves training_history.json [--png DIR]
     python -m membraneseg.viewers.launch evaluation evaluation.json [--png DIR]
+    python -m membraneseg.viewers.launch pictures PNG... [--png DIR]
 
 An overlay MANIFEST is a JSON list of {"tsId", "tomo", "mask", "kind"}. ``--png DIR`` writes the pictures instead of
 opening windows (for headless use and tests). The overlay opens napari (image and labels layers) where it is
@@ -114,6 +115,31 @@ class SliceViewer:
             self.draw()
 
 
+class PictureViewer:
+    """PNG files one at a time, named in the title; n / p or the arrow keys go to the next or previous one."""
+
+    def __init__(self, paths, figure):
+        import matplotlib.image
+        self.paths, self.fig, self.index = list(paths), figure, 0
+        self.read = matplotlib.image.imread
+        self.ax = figure.add_axes([0.02, 0.02, 0.96, 0.9])
+        figure.canvas.mpl_connect("key_press_event", self.on_key)
+        self.show(len(self.paths) - 1)   # the newest (last epoch) first
+
+    def show(self, index):
+        self.index = index % len(self.paths)
+        self.ax.clear()
+        self.ax.imshow(self.read(self.paths[self.index]), cmap="gray", interpolation="nearest")
+        self.ax.set_axis_off()
+        self.ax.set_title("%s (%d of %d)" % (os.path.basename(self.paths[self.index]), self.index + 1,
+                                             len(self.paths)))
+        self.fig.canvas.draw_idle()
+
+    def on_key(self, event):
+        if event.key in ("n", "right", "p", "left"):
+            self.show(self.index + (1 if event.key in ("n", "right") else -1))
+
+
 def show_napari(items):
     """Open napari with each tomogram as an image layer and its mask as a labels layer (probability maps as a
     magenta image layer); only the first tomogram's layers are visible at start."""
@@ -146,6 +172,8 @@ def main(argv=None):
                    help="auto: napari where installed, else matplotlib")
     for name, helptext in (("curves", "training curves"), ("evaluation", "evaluation table and plots")):
         sub.add_parser(name, help=helptext).add_argument("source", help="the JSON file")
+    sub.add_parser("pictures", help="PNG pictures one at a time (n / p: next, previous), e.g. the GAN's grids"
+                   ).add_argument("source", nargs="+", help="the PNG files")
     for s in sub.choices.values():
         s.add_argument("--png", metavar="DIR", help="write PNGs into DIR instead of opening a window")
     args = p.parse_args(argv)
@@ -163,6 +191,9 @@ def main(argv=None):
     if args.what == "overlay":
         fig = plt.figure("membraneseg overlay", figsize=(8, 8.5))
         fig.viewer = SliceViewer(items, fig)   # keep a reference: widgets die with their owner
+    elif args.what == "pictures":
+        fig = plt.figure("membraneseg pictures", figsize=(9, 9))
+        fig.viewer = PictureViewer(args.source, fig)
     elif args.what == "curves":
         render.draw_training_curves(plt.figure("membraneseg training", figsize=(10, 4)), args.source)
     else:
@@ -184,6 +215,8 @@ def write_pngs(args):
         return render.overlay_pngs(_items(args.manifest), args.png)
     if args.what == "curves":
         return [render.training_curves_png(args.source, os.path.join(args.png, "training_curves.png"))]
+    if args.what == "pictures":
+        return render.copy_pictures(args.source, args.png)
     return render.evaluation_pngs(args.source, args.png)
 
 

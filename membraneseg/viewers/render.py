@@ -204,3 +204,10 @@ def evaluation_pngs(report, folder):
     if "pr_curve" in report:
         paths.append(_save(draw_pr_curve(_figure(10, 4), report), os.path.join(folder, "pr_curve.png")))
     return paths
+
+
+def copy_pictures(paths, folder):
+    """Copy PNG pictures (e.g. the GAN's grids) into ``folder``; returns the copies' paths."""
+    import shutil
+    os.makedirs(folder, exist_ok=True)
+    return [shutil.copy(path, os.path.join(folder, os.path.basename(path))) for path in paths]
