@@ -38,10 +38,15 @@ def main():
     arms = {a["name"]: a for a in cfg["arms"]}
     folds = args.folds or list(cfg["folds"])
     results = {name: [] for name in ARMS}
+    cached = []
     for fold in folds:           # fold by fold, so that a partial run already compares like with like
         for name in ARMS:
+            if recipe.cached_result(name, fold):
+                cached.append("%s on %s" % (name, fold))
             results[name].append(recipe.run_fold(cfg, arms[name], fold, groups))
     table = comparison(results, cfg)
+    if cached:   # same recipe, seeds and code path, but say so: their timings come from that earlier run
+        table += "Taken from earlier runs of the recipe (recipes/runs/logo): %s.\n" % ", ".join(cached)
     print(table)
     os.makedirs(recipe.RESULTS, exist_ok=True)
     with open(os.path.join(recipe.RESULTS, "gan-logo.md"), "w") as f:

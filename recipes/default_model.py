@@ -117,10 +117,17 @@ def run_fold(cfg, arm, test_fold, groups):
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
-    val_fold = cfg["val_fold"][test_fold]   # inner validation (early stopping): a whole, small fold
-    train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
     config = finetune_config(cfg, arm, tag)
     ft = cfg["finetune"]
+    if arm.get("val_in_training"):
+        # every other fold trains, as every group does for the shipped model; early stopping watches a few slices
+        # of the training groups (optimistic, but the shipped threshold comes from the held-out groups anyway)
+        val_fold, train_folds = None, [f for f in cfg["folds"] if f != test_fold]
+        val_items = fold_items(cfg, groups, train_folds, config, limit=ft["val_per_train_group"])
+    else:   # inner validation (early stopping): a whole, small fold that does not train
+        val_fold = cfg["val_fold"][test_fold]
+        train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
+        val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"])
     if arm.get("pretrained"):
         config.start_model = pretrain(cfg, arm["preset"], arm["context"])
     synthetic = []
@@ -128,8 +135,7 @@ def run_fold(cfg, arm, test_fold, groups):
         synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
         config.synthetic_fraction = cfg["gan"]["fraction"]
     t0 = time.time()
-    card = train.train(fold_items(cfg, groups, train_folds, config),
-                       fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"]), config, out,
+    card = train.train(fold_items(cfg, groups, train_folds, config), val_items, config, out,
                        provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
                        synthetic_samples=synthetic)
     scores = score(out, cfg, groups, test_fold)
@@ -226,7 +232,7 @@ def report(cfg):
     """Per arm: Dice/IoU/tolerant Dice per held-out group and pooled, from the cached results."""
     rows = []
     for arm in cfg["arms"]:
-        results = [r for r in (_cached(arm["name"], f) for f in cfg["folds"]) if r]
+        results = [r for r in (cached_result(arm["name"], f) for f in cfg["folds"]) if r]
         if not results:
             continue
         groups = {g: v for r in results for g, v in r["groups"].items()}
@@ -275,7 +281,7 @@ def final(cfg, arm_name, out):
     threshold calibrated on their held-out groups; write it to ``out``."""
     from membraneseg.engine import modelfile
     arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
-    results = [_cached(arm_name, f) for f in cfg["folds"]]
+    results = [cached_result(arm_name, f) for f in cfg["folds"]]
     if not all(results):
         raise SystemExit("run `logo --arms %s` first: the final model's epochs and threshold come from it" % arm_name)
     threshold, logo_dice = logo_threshold(results)
@@ -311,7 +317,7 @@ def final(cfg, arm_name, out):
     log.info("wrote %s", out)
 
 
-def _cached(arm, fold):
+def cached_result(arm, fold):
     path = os.path.join(RUNS, "logo", "%s-%s" % (arm, fold), "result.json")
     if os.path.exists(path):
         with open(path) as f:
