@@ -70,9 +70,10 @@ def add_gan_generate(gsub):
                                     "random order per round; larger masks are cut at random, smaller ones padded "
                                     "with background), turned by a random angle, flipped and blurred, then drawn "
                                     "by the generator. OUTDIR gets images/ and masks/ (PNG, same names; give "
-                                    "them to 'membraneseg train --images OUTDIR/images --masks OUTDIR/masks "
-                                    "--image-pixel-size' with the GAN's pixel size), pairs.csv, grid.png and "
-                                    "pairs.json. The same --seed gives identical files.")
+                                    "them to 'membraneseg train --synthetic-images OUTDIR/images "
+                                    "--synthetic-masks OUTDIR/masks', which reads their pixel size from "
+                                    "pairs.json), pairs.csv, grid.png and pairs.json. The same --seed gives "
+                                    "identical files.")
     g.add_argument("gan", metavar="GANDIR", help="GAN model folder (from 'membraneseg gan train')")
     g.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="folder for the pairs (a new one, or one an earlier 'gan generate' wrote: it is replaced)")
