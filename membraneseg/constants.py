@@ -21,6 +21,12 @@ MODEL_WEIGHTS = "model.weights.h5"
 MODEL_FORMAT = 1
 DEFAULT_MODEL_DIR = "default"  # under membraneseg/weights/
 
+# GAN model folders and the synthetic pairs generated with them (membraneseg gan train / gan generate).
+GAN_JSON = "gan_model.json"
+GAN_SAMPLES_DIR = "samples"            # one grid per epoch: samples/epoch_NNN.png
+PAIRS_JSON = "pairs.json"
+PAIRS_GRID = "grid.png"
+
 # Output naming.
 MASK_SUFFIX = "_mask"
 PROB_SUFFIX = "_prob"

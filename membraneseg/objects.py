@@ -9,7 +9,7 @@ import os
 import pyworkflow.object as pwobj
 from pwem.objects import EMObject
 
-from .constants import MODEL_JSON
+from .constants import GAN_JSON, MODEL_JSON
 
 
 class MembraneSegModel(EMObject):
@@ -64,8 +64,6 @@ class MembraneSegModel(EMObject):
 class MembraneSegGanModel(EMObject):
     """A trained mask-to-image Pix2Pix GAN (generator + discriminator + card) that makes synthetic pairs."""
 
-    CARD = "gan_model.json"   # written by membraneseg.engine.gan
-
     def __init__(self, path=None, **kwargs):
         super().__init__(**kwargs)
         self._path = pwobj.String(path)
@@ -79,7 +77,7 @@ class MembraneSegGanModel(EMObject):
         return self._path.get()
 
     def getCard(self):
-        with open(os.path.join(self.getPath(), self.CARD)) as f:
+        with open(os.path.join(self.getPath(), GAN_JSON)) as f:
             return json.load(f)
 
     def refresh(self):

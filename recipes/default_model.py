@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from membraneseg.constants import GAN_JSON, PAIRS_JSON  # noqa: E402
 from membraneseg.engine import io, metrics, phantoms, train  # noqa: E402
 
 log = logging.getLogger("recipe")
@@ -155,10 +156,10 @@ def gan_pairs(cfg, test_fold, train_folds, groups, config):
     g = cfg["gan"]
     out = os.path.join(RUNS, "gan", test_fold)
     model_dir, pairs_dir = os.path.join(out, "model"), os.path.join(out, "pairs")
-    if not os.path.exists(os.path.join(pairs_dir, "pairs.json")):
+    if not os.path.exists(os.path.join(pairs_dir, PAIRS_JSON)):
         pairs = [gan_data.load_image_pair(i, m, cfg["pixel_size"], grp)
                  for fold in train_folds for grp in cfg["folds"][fold] for i, m in groups[grp]]
-        card = gan.read_gan_card(model_dir) if os.path.exists(os.path.join(model_dir, "gan_model.json")) else None
+        card = gan.read_gan_card(model_dir) if os.path.exists(os.path.join(model_dir, GAN_JSON)) else None
         if card is None or card.epochs_run < g["epochs"]:
             t0 = time.time()
             gan.train_gan(pairs, model_dir, size=g["size"], filters=g["filters"], epochs=g["epochs"],

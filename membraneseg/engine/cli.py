@@ -396,7 +396,8 @@ def cmd_train(args):
 def _pairs_pixel_size(images_dir):
     """The pixel size ``gan generate`` recorded in pairs.json beside an images folder, or None."""
     import json
-    path = os.path.join(os.path.dirname(os.path.abspath(images_dir)), "pairs.json")
+    from ..constants import PAIRS_JSON
+    path = os.path.join(os.path.dirname(os.path.abspath(images_dir)), PAIRS_JSON)
     if not os.path.isfile(path):
         return None
     with open(path) as f:

@@ -24,15 +24,15 @@ import keras
 import numpy as np
 from keras import layers
 
+from ..constants import GAN_JSON, GAN_SAMPLES_DIR
 from . import gan_data, io
-from .modelfile import ModelError, read_json_card, sha256_of
+from .modelfile import ModelError, read_json_card, save_weights, sha256_of
+from .predict import describe_device
 
 log = logging.getLogger(__name__)
 
-GAN_JSON = "gan_model.json"
 G_WEIGHTS = "generator.weights.h5"
 D_WEIGHTS = "discriminator.weights.h5"
-SAMPLES_DIR = "samples"
 CHECKPOINT_DIR = "checkpoint"
 KIND = "membraneseg-pix2pix"
 FORMAT = 1
@@ -152,26 +152,14 @@ def load_generator(path):
     return generator, card
 
 
-def _save_weights(model, path):
-    tmp = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))   # keeps the .weights.h5 end
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path, data):
-    with open(path + ".partial", "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(path + ".partial", path)
-
-
 def _publish(folder, generator, discriminator, card):
     """Weights first, the card last: a folder whose card matches its weights' checksum is complete."""
     for model, name in ((generator, G_WEIGHTS), (discriminator, D_WEIGHTS)):
-        _save_weights(model, os.path.join(folder, name))
+        save_weights(model, os.path.join(folder, name))
     card.generator_sha256 = sha256_of(os.path.join(folder, G_WEIGHTS))
     card.discriminator_sha256 = sha256_of(os.path.join(folder, D_WEIGHTS))
     card.saved = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    _write_json(os.path.join(folder, GAN_JSON), card.__dict__)
+    io.write_json(os.path.join(folder, GAN_JSON), card.__dict__, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -184,7 +172,7 @@ def _checkpoint(folder, epoch, models, optimizers, state):
     for model, name in zip(models, (G_WEIGHTS, D_WEIGHTS)):
         model.save_weights(os.path.join(tmp, name))
     np.savez(os.path.join(tmp, "optimizers.npz"), *[np.asarray(v) for o in optimizers for v in o.variables])
-    _write_json(os.path.join(tmp, "state.json"), state)
+    io.write_json(os.path.join(tmp, "state.json"), state, sort_keys=True)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     for old in os.listdir(root):
@@ -217,12 +205,6 @@ def _resume(folder, settings, models, optimizers):
 
 
 # ----------------------------------------------------------------------------- training
-def device_name():
-    import tensorflow as tf
-    gpus = tf.config.list_logical_devices("GPU")
-    return "GPU (%s)" % gpus[0].name if gpus else "CPU"
-
-
 def _train_step(generator, discriminator, g_opt, d_opt, lambda_l1):
     import tensorflow as tf
 
@@ -262,9 +244,9 @@ def train_gan(pairs, out_dir, size=256, filters=32, epochs=100, steps=None, batc
                    training_pairs=[dict(source=s, group=g, pairs=n) for (s, g), n in
                                    Counter((p.source, p.group) for p in pairs).items()])
     settings = {k: getattr(card, k) for k in RESUME_SETTINGS}
-    os.makedirs(os.path.join(out_dir, SAMPLES_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, GAN_SAMPLES_DIR), exist_ok=True)
     done, card.history = _resume(out_dir, settings, (generator, discriminator), optimizers)
-    device = device_name()
+    device = describe_device()
     log.info("GAN training on %s: %d pair(s), size %d px, filters %d (generator %d, discriminator %d parameters), "
              "epochs %d to %d of %d step(s) of %d", device, len(pairs), size, filters,
              generator.count_params(), discriminator.count_params(), done + 1, epochs, steps, batch_size)
@@ -282,7 +264,7 @@ def train_gan(pairs, out_dir, size=256, filters=32, epochs=100, steps=None, batc
                  d_loss, time.time() - start, device)
         fake = generator(val_masks, training=False).numpy()
         rows = [[m[..., 0] * 2 - 1, f[..., 0], x[..., 0]] for m, f, x in zip(val_masks, fake, val_images)]
-        io.write(os.path.join(out_dir, SAMPLES_DIR, "epoch_%03d.png" % epoch), gan_data.grid(rows))
+        io.write(os.path.join(out_dir, GAN_SAMPLES_DIR, "epoch_%03d.png" % epoch), gan_data.grid(rows))
         _checkpoint(out_dir, epoch, (generator, discriminator), optimizers,
                     dict(epoch=epoch, settings=settings, history=card.history))
         card.epochs_run = epoch

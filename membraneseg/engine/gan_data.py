@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import io, preprocess
+from . import io, preprocess, tiling
 
 CLIP_SD = 3.0
 SCALING = {"normalize": "robust", "clip_sd": CLIP_SD, "range": [-1, 1], "png": "uint8 = round((x + 1) * 127.5)"}
@@ -63,32 +63,31 @@ def binary_masks(vol, membrane_labels=(1, 2)):
     in a 0/1 map, 1); images are masks, 0/1, 0/255 or soft 0..255 with foreground above 127, as ``train`` reads
     them."""
     data = np.asarray(vol.data)
-    top = float(data.max()) if data.size else 0.0
     if io.suffix_of(vol.path) in io.MRC_SUFFIXES:
+        top = float(data.max()) if data.size else 0.0
         return np.isin(data, list(membrane_labels) + ([1] if top <= 1 else [])).astype(np.uint8)
-    return (data > (127 if top > 1 else 0)).astype(np.uint8)
+    return io.mask_foreground(data)
+
+
+def membrane_slices(masks, stride=1):
+    """Indices of the z-slices of 0/1 ``masks`` that hold membrane, every ``stride``-th of them."""
+    return [z for z in range(masks.shape[0]) if masks[z].any()][::max(1, int(stride))]
 
 
 def load_image_pair(image_path, mask_path, pixel_size=0.0, group=""):
     """A 2D image and its mask (the same shape), as a GanPair at ``pixel_size`` Å (0 = unknown)."""
-    img, msk = io.read(image_path), io.read(mask_path)
+    img, msk = io.read_pair(image_path, mask_path, "mask")
     if img.data.shape[0] != 1:
         raise io.InputError(image_path, "a stack of %d images where one 2D image is needed" % img.data.shape[0])
-    if img.data.shape != msk.data.shape:
-        raise io.InputError(mask_path, "mask has shape %s but %s has %s" % (
-            msk.data.shape[1:], image_path, img.data.shape[1:]))
     return GanPair(scale_image(img.data[0]), binary_masks(msk)[0], str(image_path), group, pixel_size or 0.0)
 
 
 def load_volume_pairs(tomo_path, label_path, membrane_labels=(1, 2), pixel_size=None, stride=1):
     """One pair per z-slice with membrane (every ``stride``-th of them) of a tomogram and its label map; the
     slices share the tomogram's normalisation. ``pixel_size`` overrides the header (Å per voxel)."""
-    vol, lab = io.read(tomo_path), io.read(label_path)
-    if vol.data.shape != lab.data.shape:
-        raise io.InputError(label_path, "labels have shape %s but %s has %s" % (
-            lab.data.shape, tomo_path, vol.data.shape))
+    vol, lab = io.read_pair(tomo_path, label_path)
     masks = binary_masks(lab, membrane_labels)
-    zs = [z for z in range(masks.shape[0]) if masks[z].any()][::max(1, int(stride))]
+    zs = membrane_slices(masks, stride)
     if not zs:
         raise io.InputError(label_path, "no slice has a membrane label (%s)" % " ".join(map(str, membrane_labels)))
     px = io.resolve_pixel_size(vol.voxel_size, pixel_size, tomo_path)
@@ -103,7 +102,7 @@ def load_masks(path, membrane_labels=(1, 2), stride=1, pixel_size=None, to_pixel
     vol = io.read(path)
     masks = binary_masks(vol, membrane_labels)
     px = io.resolve_pixel_size(vol.voxel_size, pixel_size, path)
-    zs = [z for z in range(masks.shape[0]) if masks[z].any()][::max(1, int(stride))]
+    zs = membrane_slices(masks, stride)
     if not zs:
         raise io.InputError(path, "holds no membrane (labels %s)" % " ".join(map(str, membrane_labels)))
     name = os.path.basename(str(path))
@@ -125,18 +124,6 @@ def resample(pair, to_px):
 
 
 # ----------------------------------------------------------------------------- crops
-def crop(a, r0, c0, size, fill=None):
-    """A size x size crop from (r0, c0): outside ``a`` the border is replicated, or ``fill`` when given."""
-    rows, cols = a.shape
-    r = np.arange(r0, r0 + size)
-    c = np.arange(c0, c0 + size)
-    out = a[np.ix_(np.clip(r, 0, rows - 1), np.clip(c, 0, cols - 1))]
-    if fill is not None:
-        out[(r < 0) | (r >= rows), :] = fill
-        out[:, (c < 0) | (c >= cols)] = fill
-    return out
-
-
 def _start(n, size, rng):
     """A random start along an axis of ``n`` pixels; a shorter axis is centred."""
     return int(rng.integers(0, n - size + 1)) if n >= size else -((size - n) // 2)
@@ -146,7 +133,7 @@ def random_window(mask, size, rng, tries=5):
     """(r0, c0) of a random size x size window, one with membrane if a few tries find one."""
     for _ in range(tries):
         r0, c0 = _start(mask.shape[0], size, rng), _start(mask.shape[1], size, rng)
-        if crop(mask, r0, c0, size, 0).any():
+        if tiling.crop(mask, r0, c0, size, 0).any():
             break
     return r0, c0
 
@@ -163,7 +150,7 @@ class CropSampler:
     def one(self, augment=True):
         rng, p = self.rng, self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
         r0, c0 = random_window(p.mask, self.size, rng)
-        m, x = crop(p.mask, r0, c0, self.size), crop(p.image, r0, c0, self.size)
+        m, x = tiling.crop(p.mask, r0, c0, self.size), tiling.crop(p.image, r0, c0, self.size)
         if augment:
             k, flip = int(rng.integers(4)), rng.random() < 0.5
             m, x = (np.rot90(a, k) for a in (m, x))
@@ -205,7 +192,7 @@ def source_region(mask, side, rng):
     """A side x side region of a source mask: a random one (with membrane if possible) of a larger mask, a
     smaller mask centred in background."""
     r0, c0 = random_window(mask, side, rng)
-    return crop(np.asarray(mask, np.uint8), r0, c0, side, fill=0)
+    return tiling.crop(np.asarray(mask, np.uint8), r0, c0, side, fill=0)
 
 
 def centre(a, size):
@@ -228,7 +215,7 @@ def real_tiles(images, size, per_image=64):
                                                                                            size)]
         for r, c in starts[:per_image]:
             names.append("%s@%d,%d" % (name, r, c))
-            tiles.append(crop(image, r, c, size))
+            tiles.append(tiling.crop(image, r, c, size))
     return names, tiles, np.array([thumbnail(t) for t in tiles]).reshape(len(tiles), THUMB * THUMB)
 
 

@@ -16,7 +16,9 @@ import shutil
 
 import numpy as np
 
+from ..constants import PAIRS_GRID, PAIRS_JSON
 from . import gan, gan_data, io
+from .predict import describe_device
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +53,10 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
         raise ValueError("generate needs source masks and a count of at least 1")
     generator, card = gan.load_generator(gan_dir)
     out_dir = os.path.abspath(str(out_dir))
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, "pairs.json")):
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, PAIRS_JSON)):
         raise io.InputError(out_dir, "exists and does not hold generated pairs; choose a new or empty folder")
     names, tiles, thumbs = gan_data.real_tiles(_named(real_images or [], "real"), card.size)
-    log.info("generating %d pair(s) of %d px on %s from %d source mask(s)%s", count, card.size, gan.device_name(),
+    log.info("generating %d pair(s) of %d px on %s from %d source mask(s)%s", count, card.size, describe_device(),
              len(sources), ", compared with %d real tile(s)" % len(tiles) if tiles else "")
     tmp = out_dir + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -81,8 +83,8 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    io.write(os.path.join(tmp, "grid.png"), gan_data.grid(grid))
-    with open(os.path.join(tmp, "pairs.json"), "w") as f:
+    io.write(os.path.join(tmp, PAIRS_GRID), gan_data.grid(grid))
+    with open(os.path.join(tmp, PAIRS_JSON), "w") as f:
         json.dump(dict(count=count, seed=seed, gan_model=os.path.abspath(str(gan_dir)),
                        gan_sha256=card.generator_sha256, pixel_size=card.pixel_size, size=card.size,
                        max_angle=max_angle, blur_sigma=list(blur_sigma), source_masks=len(sources),
@@ -91,4 +93,4 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
         shutil.rmtree(out_dir)
     os.rename(tmp, out_dir)
     log.info("wrote %d pair(s) to %s", count, out_dir)
-    return os.path.join(out_dir, "pairs.json")
+    return os.path.join(out_dir, PAIRS_JSON)

@@ -5,6 +5,7 @@ can be read slab by slab. 2D images come back as (1, Y, X) with ``is_2d`` set. E
 hidden temporary name and renamed when complete, so a killed run never leaves a file that looks finished.
 """
 import contextlib
+import json
 import logging
 import mmap
 import os
@@ -57,6 +58,24 @@ def read(path, mmap=True) -> Volume:
         return _read_image(path)
     raise InputError(path, "unsupported file type %r; expected MRC (%s) or an image (%s)"
                      % (suffix, ", ".join(MRC_SUFFIXES), ", ".join(IMAGE_SUFFIXES)))
+
+
+def read_pair(image_path, labels_path, what="labels"):
+    """An image or tomogram and its ``what`` ("labels": a label map, or "mask": a 2D mask), read and checked to
+    have the same shape; the error names the second file and gives both shapes (a 2D mask's as rows x columns)."""
+    img, lab = read(image_path), read(labels_path)
+    if img.data.shape != lab.data.shape:
+        shapes = (lab.data.shape, img.data.shape) if what == "labels" else (lab.data.shape[1:], img.data.shape[1:])
+        verb = "have" if what == "labels" else "has"
+        raise InputError(labels_path, "%s %s shape %s but %s has %s" % (what, verb, shapes[0], image_path, shapes[1]))
+    return img, lab
+
+
+def mask_foreground(data):
+    """0/1 uint8 of a mask given as 0/1, 0/255 or soft 0..255: foreground above 127, or above 0 in a 0/1 mask."""
+    data = np.asarray(data)
+    top = float(data.max()) if data.size else 0.0
+    return (data > (127 if top > 1 else 0)).astype(np.uint8)
 
 
 def _read_mrc(path, mmap):
@@ -161,6 +180,12 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path, data, sort_keys=False):
+    """Write ``data`` as JSON (indent 1) through ``atomic_path``, so a killed run never leaves half a file."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=sort_keys)
 
 
 def _mrc_dtype(dtype):

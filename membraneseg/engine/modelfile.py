@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
+from . import io
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +140,24 @@ def load(path, patch=None):
     return keras_model, card
 
 
+def save_weights(keras_model, path):
+    """Save the weights to ``path`` under a hidden temporary name first (which keeps the .weights.h5 ending Keras
+    requires), then rename: a killed run never leaves half a weights file."""
+    tmp = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
+    keras_model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
 def save(keras_model, card: ModelCard, folder):
     """Write weights and card; the card is written last, so a folder with a card is always complete."""
     os.makedirs(folder, exist_ok=True)
     from . import model as net
     weights = os.path.join(folder, MODEL_WEIGHTS)
-    tmp = os.path.join(folder, ".partial." + MODEL_WEIGHTS)
     # a compiled model would also save its optimizer state (three times the size); ship the weights alone
     bare = net.build(net.NetworkSpec.from_dict(card.network), patch=card.patch)
     bare.set_weights(keras_model.get_weights())
-    bare.save_weights(tmp)
-    os.replace(tmp, weights)
+    save_weights(bare, weights)
     card.weights_sha256 = sha256_of(weights)
     card.provenance.setdefault("saved", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    card_path = os.path.join(folder, MODEL_JSON)
-    with open(card_path + ".partial", "w") as f:
-        json.dump(card.to_dict(), f, indent=1, sort_keys=True)
-    os.replace(card_path + ".partial", card_path)
+    io.write_json(os.path.join(folder, MODEL_JSON), card.to_dict(), sort_keys=True)
     return folder

@@ -1,4 +1,5 @@
-"""Overlapping square patches over a slice, their blending weights, and the z-neighbours of 2.5D context.
+"""Overlapping square patches over a slice, their blending weights, the z-neighbours of 2.5D context, and square
+crops that may reach past the border (training patches).
 
 Patches overlap by a fraction of their size and are blended with a smooth window that falls towards the patch
 border, so predictions near a patch edge (where the network sees little context) count less, and no seam shows.
@@ -57,4 +58,16 @@ def context_indices(z, depth, k, spacing=1.0):
             i = i % period
             i = period - i if i >= depth else i
         out.append(i)
+    return out
+
+
+def crop(a, r0, c0, size, fill=None):
+    """A size x size crop from (r0, c0): outside ``a`` the border is replicated, or ``fill`` when given."""
+    rows, cols = a.shape
+    r = np.arange(r0, r0 + size)
+    c = np.arange(c0, c0 + size)
+    out = a[np.ix_(np.clip(r, 0, rows - 1), np.clip(c, 0, cols - 1))]
+    if fill is not None:
+        out[(r < 0) | (r >= rows), :] = fill
+        out[:, (c < 0) | (c >= cols)] = fill
     return out

@@ -130,11 +130,7 @@ def _comparable_recipe(path):
 
 # ----------------------------------------------------------------------------- data
 def load_volume_pair(image_path, label_path, config, pixel_size=None, group=""):
-    img = io.read(image_path)
-    lab = io.read(label_path)
-    if img.data.shape != lab.data.shape:
-        raise io.InputError(label_path, "labels have shape %s but %s has %s" % (
-            lab.data.shape, image_path, img.data.shape))
+    img, lab = io.read_pair(image_path, label_path)
     px = io.resolve_pixel_size(img.voxel_size, pixel_size, image_path) or config.pixel_size
     labels = _checked_labels(np.asarray(lab.data), config, label_path)
     image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
@@ -143,15 +139,9 @@ def load_volume_pair(image_path, label_path, config, pixel_size=None, group=""):
 
 def load_image_pair(image_path, mask_path, config, pixel_size=None, group=""):
     """A 2D image and its mask; masks may be 0/1, 0/255 or soft 0..255 (foreground above half the maximum)."""
-    img = io.read(image_path)
-    msk = io.read(mask_path)
-    if img.data.shape != msk.data.shape:
-        raise io.InputError(mask_path, "mask has shape %s but %s has %s" % (
-            msk.data.shape[1:], image_path, img.data.shape[1:]))
+    img, msk = io.read_pair(image_path, mask_path, "mask")
     image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
-    m = np.asarray(msk.data)
-    cut = 127 if m.max() > 1 else 0
-    labels = (m > cut).astype(np.uint8)
+    labels = io.mask_foreground(msk.data)
     px = pixel_size or config.pixel_size
     return _resample(image, labels, px, config, image_path, True, group)
 
@@ -238,8 +228,8 @@ class PatchSampler:
         zs = tiling.context_indices(z, depth, c.context, s.z_spacing)
         if s.is_2d or rng.random() < c.context_dropout:
             zs = [z] * c.context
-        stack = [_crop(s.image[i], r0, c0, size) for i in zs]
-        label = _crop(s.labels[z], r0, c0, size)
+        stack = [tiling.crop(s.image[i], r0, c0, size) for i in zs]
+        label = tiling.crop(s.labels[z], r0, c0, size)
         if c.augment:
             stack, label = _augment(stack, label, rng, c.patch, c.rot90)
             if c.intensity > 0:
@@ -266,14 +256,6 @@ def _size_weights(samples):
     """Draw items in proportion to their size, so that every pixel is equally likely."""
     w = np.array([s.image.size for s in samples], float)
     return w / w.sum()
-
-
-def _crop(a, r0, c0, size):
-    """A size x size crop starting at (r0, c0), replicating the border where it falls outside."""
-    rows, cols = a.shape
-    r = np.clip(np.arange(r0, r0 + size), 0, rows - 1)
-    c = np.clip(np.arange(c0, c0 + size), 0, cols - 1)
-    return a[np.ix_(r, c)]
 
 
 def _augment(stack, label, rng, patch, rot90=False):
@@ -489,15 +471,8 @@ def _resume_point(checkpoint, history_path, config):
     if os.path.exists(history_path):
         os.remove(history_path)
     os.makedirs(checkpoint)
-    _write_json(settings_path, settings)
+    io.write_json(settings_path, settings)
     return 0
-
-
-def _write_json(path, data):
-    """Write JSON under a temporary name and rename it, so a killed run never leaves half a file."""
-    with open(path + ".partial", "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(path + ".partial", path)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -521,11 +496,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if self.best_weights is not None and self.best_epoch == epoch:   # improved: keep them on disk too
-            with open(self.weights_path + ".partial", "wb") as f:
+            with io.atomic_path(self.weights_path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, *self.best_weights)
-            os.replace(self.weights_path + ".partial", self.weights_path)
         if self.best is not None:
-            _write_json(self.state_path, dict(best=float(self.best), best_epoch=int(self.best_epoch),
+            io.write_json(self.state_path, dict(best=float(self.best), best_epoch=int(self.best_epoch),
                                               wait=int(self.wait)))
 
 
@@ -549,4 +523,4 @@ class DiceLogger(keras.callbacks.Callback):
         self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [row]
         log.info("epoch %d: loss %.4f, val_loss %.4f, val_dice %.3f", epoch + 1, row.get("loss", np.nan),
                  row.get("val_loss", np.nan), d)
-        _write_json(self.path, {"epochs": self.epochs})
+        io.write_json(self.path, {"epochs": self.epochs})

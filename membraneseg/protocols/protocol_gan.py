@@ -14,10 +14,11 @@ from pyworkflow.protocol import params
 from pyworkflow.utils import Message
 
 from .. import Plugin
+from ..constants import PAIRS_JSON
 from ..engine import gan_data
 from ..objects import MembraneSegGanModel, MembraneSegPairs
 from .base import addComputeParams, runEngineExplained
-from .protocol_train import dataArgs, folderErrors, pairingErrors, parseLabels
+from .protocol_train import dataArgs, folderErrors, labelErrors, pairingErrors, parseLabels
 
 OUT_GAN = "ganModel"
 OUT_PAIRS = "syntheticPairs"
@@ -27,14 +28,6 @@ def addMembraneLabels(form, help):
     form.addParam("membraneLabels", params.StringParam, default="1 2", label="Label values that are membrane",
                   help=help + " Values separated by spaces; phantoms: 1 membrane, 2 vesicle membrane. Masks of 0/1 "
                               "need no change.")
-
-
-def labelErrors(text):
-    try:
-        parseLabels(text)
-        return []
-    except ValueError:
-        return ["Membrane label values must be whole numbers 0-255 separated by spaces, e.g. 1 2; not '%s'." % text]
 
 
 class ProtMembraneSegTrainGan(EMProtocol):
@@ -224,7 +217,7 @@ class ProtMembraneSegGeneratePairs(EMProtocol):
         return folder.get() if folder is not None and folder.get() and os.path.isdir(folder.get()) else None
 
     def createOutputStep(self):
-        with open(os.path.join(self.pairsDir(), "pairs.json")) as f:
+        with open(os.path.join(self.pairsDir(), PAIRS_JSON)) as f:
             info = json.load(f)
         pairs = MembraneSegPairs(path=self.pairsDir(), count=info["count"], pixelSize=info.get("pixel_size"))
         self._defineOutputs(**{OUT_PAIRS: pairs})

@@ -73,6 +73,15 @@ def parseLabels(text):
     return values
 
 
+def labelErrors(text):
+    """Why ``text`` is not a list of membrane label values (empty when it is one)."""
+    try:
+        parseLabels(text)
+        return []
+    except ValueError:
+        return ["Membrane label values must be whole numbers 0-255 separated by spaces, e.g. 1 2; not '%s'." % text]
+
+
 def folderPairs(imagesFolder, masksFolder):
     """(images with a mask of the same name, images without one) in two folders, by file name without extension."""
     def stems(folder):
@@ -329,11 +338,7 @@ class ProtMembraneSegTrain(EMProtocol):
             errors.append("The z-context must be 1 or an odd number of slices (3, 5...), not %d."
                           % self.context.get())
         if self.classesMode.get() == BINARY:
-            try:
-                parseLabels(self.membraneLabels.get())
-            except ValueError:
-                errors.append("Membrane label values must be whole numbers 0-255 separated by spaces, e.g. 1 2; "
-                              "not '%s'." % self.membraneLabels.get())
+            errors += labelErrors(self.membraneLabels.get())
         model = self.inputModel.get()
         if model is not None:
             try:

@@ -5,14 +5,12 @@ import os
 
 import pyworkflow.viewer as pwviewer
 
+from ..constants import GAN_SAMPLES_DIR, PAIRS_GRID
 from ..objects import MembraneSegGanModel, MembraneSegPairs
 from ..protocols.protocol_gan import OUT_GAN, OUT_PAIRS, ProtMembraneSegGeneratePairs, ProtMembraneSegTrainGan
 from . import render
 from .launch import launch
-from .viewer_overlay import launchLog
-
-GRID = "grid.png"            # written by membraneseg.engine.gan (generate)
-SAMPLES = "samples"          # folder of epoch_NNN.png grids (train)
+from .viewer_overlay import launchLog, projectFile
 
 
 class MembraneSegGanViewer(pwviewer.Viewer):
@@ -29,12 +27,10 @@ class MembraneSegGanViewer(pwviewer.Viewer):
             obj = getattr(obj, OUT_GAN, None)
         if obj is None or not obj.getPath():
             return []
-        folder = obj.getPath()
-        if not os.path.isabs(folder):
-            folder = os.path.join(self.getProject().getPath(), folder)
+        folder = projectFile(self.getProject(), obj.getPath())
         if isinstance(obj, MembraneSegPairs):
-            return [p for p in [os.path.join(folder, GRID)] if os.path.exists(p)]
-        return sorted(glob.glob(os.path.join(folder, SAMPLES, "epoch_*.png")))
+            return [p for p in [os.path.join(folder, PAIRS_GRID)] if os.path.exists(p)]
+        return sorted(glob.glob(os.path.join(folder, GAN_SAMPLES_DIR, "epoch_*.png")))
 
     def _visualize(self, obj, **kwargs):
         paths = self.pictures(obj)

@@ -12,7 +12,7 @@ from ..constants import OUT_MODEL
 from ..objects import MembraneSegModel
 from . import render
 from .launch import launch
-from .viewer_overlay import launchLog
+from .viewer_overlay import launchLog, projectFile
 
 HISTORY = "training_history.json"   # written by membraneseg.engine.train
 
@@ -34,9 +34,7 @@ class MembraneSegTrainingViewer(pwviewer.Viewer):
         model = obj if isinstance(obj, MembraneSegModel) else getattr(obj, OUT_MODEL, None)
         if model is None or not model.getPath():
             return None
-        path = os.path.join(model.getPath(), HISTORY)
-        if not os.path.isabs(path):
-            path = os.path.join(self.getProject().getPath(), path)
+        path = projectFile(self.getProject(), os.path.join(model.getPath(), HISTORY))
         return path if os.path.exists(path) else None
 
     def _visualize(self, obj, **kwargs):
