@@ -249,6 +249,37 @@ def test_interrupted_training_resumes_and_stores_the_calibrated_threshold(tmp_pa
     assert card.provenance["validation"]["dice"] == pytest.approx(dice, abs=1e-3)
 
 
+def test_a_stop_while_keras_writes_its_checkpoint_still_resumes(tmp_path, phantom_files):
+    """Keras writes latest.weights.h5 in place: a stop in the middle leaves it truncated, and the rerun must fall
+    back on the previous epoch's copy instead of failing (found by the stop-and-continue protocol test)."""
+    out = tmp_path / "model"
+    command = _engine("train", "-o", out, "--preset", "tiny", "--patch", 96, "--epochs", 4, "--steps", 3,
+                      "--batch-size", 4, "--volume", *phantom_files[0], "--val-volume", *phantom_files[2])
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoint"
+    metadata = checkpoint / "training_metadata.json"
+
+    def epochs_saved():
+        try:
+            return json.loads(metadata.read_text())["epoch"]
+        except (OSError, ValueError):
+            return 0
+    deadline = time.time() + 300
+    while epochs_saved() < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert epochs_saved() >= 2 and (checkpoint / "latest.weights.h5.bkp").exists(), "no second checkpoint"
+    weights = checkpoint / "latest.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])     # as if stopped mid-write
+
+    res = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    history = json.load(open(out / "training_history.json"))["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]
+    assert modelfile.read_card(str(out)).provenance["epochs_run"] == 4
+
+
 def test_multiclass_model_trains_and_segments_labels(tmp_path):
     from membraneseg.engine import simulate
     tomo, labels = simulate.cell_phantom((16, 96, 96), 10.0, seed=2)

@@ -410,7 +410,9 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
         ResumableEarlyStopping(config.patience, checkpoint),
         keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, config.patience // 2)),
         DiceLogger(val_x, val_y, history_path),
-        keras.callbacks.BackupAndRestore(checkpoint, delete_checkpoint=False),
+        # double_checkpoint keeps the previous epoch's weights beside the new ones: a run stopped while Keras was
+        # writing latest.weights.h5 (not atomic) resumes from them instead of failing on a truncated file
+        keras.callbacks.BackupAndRestore(checkpoint, delete_checkpoint=False, double_checkpoint=True),
     ]
     start = time.time()
     keras_model.fit(Batches(), validation_data=(val_x, val_y), epochs=config.epochs, callbacks=callbacks,
