@@ -6,6 +6,8 @@ A subclass defines ``processTomogram(tsId)`` (compose an engine command and run 
 processing fails goes to the failed set with its reason; the protocol fails only when every tomogram failed.
 """
 import os
+import signal
+import subprocess
 
 from pwem.objects import SetOfImages
 from pwem.protocols import EMProtocol
@@ -29,6 +31,23 @@ def addComputeParams(form, threadsHelp, gpu=True):
                   expertLevel=params.LEVEL_ADVANCED, label="CPU threads per job", help=threadsHelp)
 
 
+class EngineKilled(Exception):
+    """The engine died of a signal: the run was stopped (Scipion kills the engine before the protocol), or the
+    kernel's out-of-memory killer or a scheduler ended it. Not a verdict on the tomogram, so the per-tomogram steps
+    let it fail the step, and a continued run does the tomogram again."""
+
+
+def killedBySignal(exc):
+    """The signal that killed the engine's command, or None. The shell Scipion runs it through either passes the
+    signal on (negative status) or reports it as 128 + signal."""
+    if not isinstance(exc, subprocess.CalledProcessError):
+        return None
+    code = exc.returncode
+    if code < 0:
+        return -code
+    return code - 128 if code - 128 in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT) else None
+
+
 def runEngineExplained(protocol, command, args, useGpu=False, threads=1, errorFile=None):
     """Run an engine command for ``protocol``. When the engine refuses its input, this fails with the engine's
     one-line reason (which file, what is wrong) instead of a bare exit status."""
@@ -39,6 +58,12 @@ def runEngineExplained(protocol, command, args, useGpu=False, threads=1, errorFi
         Plugin.runEngine(protocol, command, list(args) + ["--error-file", errorFile], useGpu=useGpu,
                          threads=threads)
     except Exception as exc:
+        signum = killedBySignal(exc)
+        if signum is not None:
+            raise EngineKilled("The membraneseg engine was killed by signal %d (%s): the run was stopped, or the "
+                               "machine ran out of memory (run fewer tomograms at once, or a smaller batch), or "
+                               "the queue ended the job. Continue the run to do this step again."
+                               % (signum, signal.Signals(signum).name)) from exc
         if not os.path.exists(errorFile):
             raise Exception("The membraneseg engine stopped without saying why (%s). If the log shows that it could "
                             "not start (a command or Python module not found), the model environment is missing: "
@@ -79,6 +104,8 @@ class ProtMembraneSegPerTomo(EMProtocol):
             os.remove(self._failurePath(tsId))
         try:
             self.processTomogram(tsId)
+        except EngineKilled:      # not the tomogram's fault: the step fails and a continued run repeats it
+            raise
         except Exception as exc:  # one bad tomogram must not stop the others
             reason = str(exc).strip()
             self.error("%s failed: %s" % (tsId, reason or type(exc).__name__))

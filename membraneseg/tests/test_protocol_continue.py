@@ -3,14 +3,19 @@ The tomogram already done is not processed again, the one that was cut leaves no
 continued run completes it. The preprocess protocol stands for all per-tomogram protocols (they share their steps,
 protocols/base.py) because its engine starts in a second; tests/test_kill.py kills a segmentation itself."""
 import os
+import signal
+import subprocess
 import time
+from unittest import mock
 
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.utils import magentaStr
 
+from membraneseg import Plugin
 from membraneseg.constants import OUT_FAILED, OUT_TOMOS
 from membraneseg.engine import io, recipes
+from membraneseg.protocols.base import EngineKilled
 
 from .common import VOXEL, import_tomograms
 
@@ -54,3 +59,21 @@ class TestStopAndContinue(BaseTest):
         self.assertAlmostEqual(vol.voxel_size, VOXEL, places=3)
         self.assertEqual(sorted(os.listdir(prot._getExtraPath("second"))),   # no partial, scratch or FAILED file
                          ["second.mrc", "second_recipe.json"])
+
+    def test_an_engine_killed_by_the_stop_is_not_a_failed_tomogram(self):
+        """Scipion's stop kills the engine a moment before the protocol. A step that saw its engine die then must
+        not record the tomogram as failed: the continued run would register it in the failed set instead of
+        doing it again (the race the test above once lost on a loaded machine)."""
+        from membraneseg.protocols import ProtMembraneSegPreprocess
+        prot = self.newProtocol(ProtMembraneSegPreprocess, inputTomograms=self.tomograms)
+        prot.makePathsAndClean()
+        for code, signum in ((-signal.SIGKILL, signal.SIGKILL), (128 + signal.SIGTERM, signal.SIGTERM)):
+            killed = subprocess.CalledProcessError(code, "membraneseg preprocess")
+            with mock.patch.object(Plugin, "runEngine", side_effect=killed):
+                with self.assertRaisesRegex(EngineKilled, "killed by signal %d" % signum):
+                    prot.processStep("second")
+            self.assertFalse(os.path.exists(prot._failurePath("second")))
+        refused = subprocess.CalledProcessError(2, "membraneseg preprocess")   # a plain failure still is one
+        with mock.patch.object(Plugin, "runEngine", side_effect=refused):
+            prot.processStep("second")
+        self.assertTrue(os.path.exists(prot._failurePath("second")))
