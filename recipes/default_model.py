@@ -175,7 +175,7 @@ def gan_pairs(cfg, test_fold, train_folds, groups, config):
 
 
 def finetune_config(cfg, arm, name):
-    ft = cfg["finetune"]
+    ft = dict(cfg["finetune"], **arm.get("finetune", {}))     # an arm may override fine-tuning settings
     return train.TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
                              seed=cfg["seed"], epochs=ft["epochs"], steps_per_epoch=ft["steps"],
                              batch_size=ft["batch_size"], learning_rate=ft["learning_rate"], loss=ft["loss"],
