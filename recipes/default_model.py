@@ -28,8 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from membraneseg.constants import GAN_JSON, PAIRS_JSON  # noqa: E402
-from membraneseg.engine import io, metrics, phantoms, train  # noqa: E402
+from membraneseg.constants import GAN_JSON, MODEL_JSON, PAIRS_JSON  # noqa: E402
+from membraneseg.engine import io, metrics, modelfile, phantoms, train  # noqa: E402
 
 log = logging.getLogger("recipe")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -135,15 +135,18 @@ def run_fold(cfg, arm, test_fold, groups):
     if arm.get("gan"):
         synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
         config.synthetic_fraction = cfg["gan"]["fraction"]
-    t0 = time.time()
-    card = train.train(fold_items(cfg, groups, train_folds, config), val_items, config, out,
-                       provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
-                       synthetic_samples=synthetic)
+    if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
+        card = modelfile.read_card(out)
+    else:
+        card = train.train(fold_items(cfg, groups, train_folds, config), val_items, config, out,
+                           provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
+                           synthetic_samples=synthetic)
     scores = score(out, cfg, groups, test_fold)
     history = card.provenance["history"]
     best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]
-    result = dict(arm=arm["name"], test_fold=test_fold, val_fold=val_fold, train_seconds=round(time.time() - t0),
-                  threshold=card.threshold, best_epoch=best_epoch, **scores)
+    result = dict(arm=arm["name"], test_fold=test_fold, val_fold=val_fold,
+                  train_seconds=round(card.provenance["seconds"]), threshold=card.threshold, best_epoch=best_epoch,
+                  **scores)
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
@@ -280,7 +283,6 @@ def logo_threshold(results):
 def final(cfg, arm_name, out):
     """Train the shipped model on every group, for the median best epoch of the arm's LOGO runs, with the
     threshold calibrated on their held-out groups; write it to ``out``."""
-    from membraneseg.engine import modelfile
     arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
     results = [cached_result(arm_name, f) for f in cfg["folds"]]
     if not all(results):
