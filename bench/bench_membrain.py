@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_segment import load, make_volume, save_random_model, segment_in_child  # noqa: E402
+from bench_segment import SEGMENT_BATCH, load, make_volume, save_random_model, segment_in_child  # noqa: E402
 
 SHAPE = (200, 512, 512)          # Z, Y, X
 WINDOW, OVERLAP = 160, 0.5       # membrain-seg's inference defaults
@@ -66,7 +66,7 @@ def main():
         save_random_model(args.preset, folder)
         vol = os.path.join(tmp, "tomo.mrc")
         make_volume(vol, SHAPE)
-        r = segment_in_child(folder, vol, os.path.join(tmp, "out"))
+        r = segment_in_child(folder, vol, os.path.join(tmp, "out"), None, "default", "fp32", SEGMENT_BATCH)
     ours = r["seconds"]
     print("membraneseg, preset %s, default mode: 512x512x200 end to end in %.1f s, peak RSS %.0f MB (%s)"
           % (args.preset, ours, r["peak_mb"], load()))

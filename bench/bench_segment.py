@@ -2,13 +2,16 @@
 the time and peak memory of whole tomograms.
 
     .venv/bin/python bench/bench_segment.py [--presets cpu-small cpu] [--profile] [--volume-preset cpu-small]
-                                            [--mode default] [--precision fp32] [--no-volume] [--huge]
+                                            [--mode default] [--precision fp32] [--batch-size 32] [--no-volume]
+                                            [--huge]
 
 Per preset (random weights; speed does not depend on them): parameters, GFLOP per 224x224 patch (2 per
-multiply-add), ms per patch in batches of 8 and ms per 512x512 slice (one window), through the same compiled
-forward pass that segmentation uses, and the fraction of the machine's fp32 matrix-multiply rate that makes;
-then ms per patch in bfloat16 (--precision bf16).
---profile times every layer alone on its real input shape and adds the time up by kind of layer.
+multiply-add), ms per patch in batches of --batch-size (segmentation's default) and ms per 512x512 slice (in
+batches of as many pixels), through the same compiled forward pass that segmentation uses, and the fraction of
+the machine's fp32 matrix-multiply rate that makes (best of 10 runs against the matrix product's best of 10, and
+median against median); then ms per patch in bfloat16 (--precision bf16).
+--profile times every layer alone on its real input shape and adds the time up by kind of layer, with each
+kind's own FLOP rate.
 
 Volumes are segmented end to end (reading a memory-mapped MRC, normalising, resampling, the network, stitching,
 writing both outputs) in a child process, which reports its time and its peak RSS from /proc: 512x512x200 at the
@@ -31,25 +34,32 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from membraneseg.constants import SEGMENT_BATCH  # noqa: E402
+
+REPEATS = 10
+Rate = collections.namedtuple("Rate", "best median")        # GFLOP/s
+Timing = collections.namedtuple("Timing", "best median")    # seconds
+
 
 def load():
     """The 1-minute load average, for printing beside a figure."""
     return "load %.2f" % os.getloadavg()[0]
 
 
-def matmul_rate(n=4096, repeats=5):
-    """Best fp32 GFLOP/s of an n x n matrix product in TensorFlow (the library the network runs on)."""
+def matmul_rate(n=4096, repeats=REPEATS):
+    """fp32 GFLOP/s of an n x n matrix product in TensorFlow (the library the network runs on): (best, median)
+    over ``repeats``, taken the same way as the network's, so that their ratios compare like with like."""
     import tensorflow as tf
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
     f = tf.function(lambda x, y: tf.matmul(x, y))
     f(a, b).numpy()
-    best = 0.0
+    seconds = []
     for _ in range(repeats):
         t = time.perf_counter()
         f(a, b).numpy()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    return best
+        seconds.append(time.perf_counter() - t)
+    return Rate(2 * n ** 3 / np.min(seconds) / 1e9, 2 * n ** 3 / np.median(seconds) / 1e9)
 
 
 def save_random_model(preset, folder, context=1):
@@ -60,28 +70,28 @@ def save_random_model(preset, folder, context=1):
     return m
 
 
-def time_window(predictor, window, repeats=5):
-    """Best seconds per window of ``window`` pixels a side, in the batches segmentation uses for it."""
+def time_window(predictor, window, repeats=REPEATS):
+    """Seconds per window of ``window`` pixels a side, in the batches segmentation uses for it: (best, median)."""
     batch = predictor.batch_for(window)
     x = np.random.default_rng(0).normal(size=(batch, window, window)).astype(np.float32)
     predictor.predict_batch(x)  # trace and warm up
-    best = np.inf
+    seconds = []
     for _ in range(repeats):
         t = time.perf_counter()
         predictor.predict_batch(x)
-        best = min(best, time.perf_counter() - t)
-    return best / batch
+        seconds.append(time.perf_counter() - t)
+    return Timing(np.min(seconds) / batch, np.median(seconds) / batch)
 
 
 def profile_layers(preset, batch=8, patch=224):
-    """Seconds per patch of each kind of layer, each layer timed alone (compiled) on its real input shape;
-    rewritten as prediction rewrites them (predict.optimise_for_inference)."""
+    """Seconds and FLOPs per patch of each kind of layer, each layer timed alone (compiled) on its real input
+    shape; rewritten as prediction rewrites them (predict.optimise_for_inference). Returns {kind: [s, FLOPs]}."""
     import keras
     import tensorflow as tf
     from membraneseg.engine import model as net, predict
     m = net.build(net.NetworkSpec.from_preset(preset), patch=patch)
     predict.optimise_for_inference(m)
-    kinds = collections.Counter()
+    kinds = collections.defaultdict(lambda: [0.0, 0])
     for layer in m.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -98,11 +108,27 @@ def profile_layers(preset, batch=8, patch=224):
         if kind == "Conv2D":
             kind += " %dx%d" % layer.kernel_size
             kind += " (full resolution)" if layer.output.shape[1] == patch else ""
-        kinds[kind] += best / batch
-    return kinds
+        kinds[kind][0] += best / batch
+        kinds[kind][1] += net.layer_flops(layer, 1, patch)
+    return dict(kinds)
 
 
-def segment_in_child(model_dir, volume, out_dir, pixel_size=None, mode="default", precision="fp32"):
+def print_profile(kinds, rate):
+    """Where the time goes and each kind's own FLOP rate. Layers timed alone pay a call each and fuse nothing,
+    so their sum is more than the compiled network's time; the shares show what dominates."""
+    total = sum(s for s, _ in kinds.values())
+    flops = sum(f for _, f in kinds.values())
+    with_flops = sum(s for s, f in kinds.values() if f)
+    print("  where the time goes (each layer alone, batch 8; sum %.1f ms per patch):" % (1000 * total))
+    for kind, (seconds, f) in sorted(kinds.items(), key=lambda kv: -kv[1][0])[:10]:
+        rate_text = "%6.1f GFLOP/s %4.0f%% of peak" % (f / seconds / 1e9, 100 * f / seconds / 1e9 / rate) \
+            if f else ""
+        print("    %-34s %5.1f ms %4.0f%%  %s" % (kind, 1000 * seconds, 100 * seconds / total, rate_text))
+    print("  layers timed alone: those with multiply-adds at %.0f%% of the matrix-product rate, all of them at %.0f%%"
+          % (100 * flops / with_flops / 1e9 / rate, 100 * flops / total / 1e9 / rate))
+
+
+def segment_in_child(model_dir, volume, out_dir, pixel_size, mode, precision, batch_size):
     """Load the model in a fresh process, warm it up, then segment ``volume`` end to end; returns the seconds,
     the RSS once the model is loaded and the peak RSS (MB)."""
     code = r"""
@@ -116,14 +142,14 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) / 1024.0
 overlap, tta = predict.MODES[%(mode)r]
-p = predict.Predictor(%(model)r, tta=tta, precision=%(precision)r)
+p = predict.Predictor(%(model)r, tta=tta, precision=%(precision)r, batch_size=%(batch)d)
 p.predict_batch(np.zeros((1, p.patch, p.patch), np.float32))
 loaded = status("VmRSS")
 t = time.time()
 p.segment_file(%(volume)r, %(out)r, pixel_size=%(pixel_size)r, overlap=overlap, progress=False)
 print(json.dumps(dict(loaded_mb=loaded, peak_mb=status("VmHWM"), seconds=time.time() - t)))
 """ % dict(root=ROOT, model=model_dir, volume=volume, out=out_dir, pixel_size=pixel_size, mode=mode,
-           precision=precision)
+           precision=precision, batch=batch_size)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
@@ -140,27 +166,31 @@ def make_volume(path, shape, voxel_size=10.0):
             io.release(out)
 
 
-def speed_table(presets, tmp, rate, profile):
+def speed_table(presets, tmp, rate, profile, batch_size):
     from membraneseg.engine import model as net, predict
-    print("%-10s %10s %11s %14s %7s %14s %7s %15s" % ("preset", "parameters", "GFLOP/224²", "ms/224² patch",
-                                                        "% peak", "ms/512² slice", "% peak", "bf16 ms/224²"))
+    print("best of %d runs, and in brackets their median; %% of the matrix product's rate taken the same way"
+          % REPEATS)
+    print("%-10s %10s %11s %18s %11s %18s %11s %12s" % (
+        "preset", "parameters", "GFLOP/224²", "ms/224² patch", "% peak", "ms/512² slice", "% peak", "bf16 ms/224²"))
     for preset in presets:
         folder = os.path.join(tmp, preset)
         m = save_random_model(preset, folder)
         gflop = net.flops_per_patch(m) / 1e9
         gflop512 = net.flops_per_patch(net.build(net.NetworkSpec.from_preset(preset), patch=512)) / 1e9
-        p = predict.Predictor(folder)
+        p = predict.Predictor(folder, batch_size=batch_size)
         t224, t512 = time_window(p, 224), time_window(p, 512)
-        bf16 = time_window(predict.Predictor(folder, precision="bf16"), 224)
-        print("%-10s %10d %11.2f %14.1f %6.0f%% %14.1f %6.0f%% %15.1f   (%s)" % (
-            preset, net.count_params(m), gflop, 1000 * t224, 100 * gflop / t224 / rate, 1000 * t512,
-            100 * gflop512 / t512 / rate, 1000 * bf16, load()))
+        bf16 = time_window(predict.Predictor(folder, batch_size=batch_size, precision="bf16"), 224)
+        print("%-10s %10d %11.2f %18s %11s %18s %11s %12.1f   (%s)" % (
+            preset, net.count_params(m), gflop, "%.1f (%.1f)" % (1000 * t224.best, 1000 * t224.median),
+            fraction(gflop, t224, rate), "%.1f (%.1f)" % (1000 * t512.best, 1000 * t512.median),
+            fraction(gflop512, t512, rate), 1000 * bf16.best, load()))
         if profile:
-            kinds = profile_layers(preset)
-            total = sum(kinds.values())
-            print("  where the time goes (each layer alone, batch 8; sum %.1f ms per patch):" % (1000 * total))
-            for kind, seconds in kinds.most_common(8):
-                print("    %-34s %5.1f ms %4.0f%%" % (kind, 1000 * seconds, 100 * seconds / total))
+            print_profile(profile_layers(preset), rate.best)
+
+
+def fraction(gflop, timing, rate):
+    """'best% (median%)' of the matrix product's rate."""
+    return "%.0f%% (%.0f%%)" % (100 * gflop / timing.best / rate.best, 100 * gflop / timing.median / rate.median)
 
 
 def main():
@@ -175,14 +205,17 @@ def main():
     parser.add_argument("--no-volume", action="store_true", help="skip the 512x512x200 run")
     parser.add_argument("--huge", action="store_true", help="also 2048x2048x500 (8 GB written to --tmp)")
     parser.add_argument("--tmp", default=None, help="folder for the volumes (default: the system's)")
+    parser.add_argument("--batch-size", type=int, default=SEGMENT_BATCH,
+                        help="patches of 224² per forward pass, as `membraneseg segment --batch-size` (default %d)"
+                        % SEGMENT_BATCH)
     args = parser.parse_args()
 
     rate = matmul_rate()
-    print("machine: %d cores; TensorFlow fp32 matmul peak %.1f GFLOP/s (4096², %s)" % (os.cpu_count(), rate,
-                                                                                       load()))
+    print("machine: %d cores; TensorFlow fp32 matmul %.1f GFLOP/s best, %.1f median (4096², %s)"
+          % (os.cpu_count(), rate.best, rate.median, load()))
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         if args.presets:
-            speed_table(args.presets, tmp, rate, args.profile)
+            speed_table(args.presets, tmp, rate, args.profile, args.batch_size)
         folder = os.path.join(tmp, args.volume_preset)
         if not os.path.isdir(folder):
             save_random_model(args.volume_preset, folder)
@@ -191,14 +224,15 @@ def main():
         for shape, pixel in runs:
             vol = os.path.join(tmp, "vol.mrc")
             make_volume(vol, shape)
-            r = segment_in_child(folder, vol, os.path.join(tmp, "out"), pixel, args.mode, args.precision)
+            r = segment_in_child(folder, vol, os.path.join(tmp, "out"), pixel, args.mode, args.precision,
+                                 args.batch_size)
             gb = np.prod(shape) * 4 / 2 ** 30
             print("%s float32 (%.1f GB, memory-mapped)%s, preset %s, mode %s, %s: %.1f s end to end; RSS "
                   "%.0f MB with the model loaded, peak %.0f MB (%s)" % (
                       "x".join(map(str, shape[::-1])), gb,
                       " at 5 Å, segmented at the model's 10 Å" if pixel else " at the model's pixel size",
-                      args.volume_preset, args.mode, args.precision, r["seconds"], r["loaded_mb"], r["peak_mb"],
-                      load()))
+                      args.volume_preset, args.mode, "%s, batch %d" % (args.precision, args.batch_size),
+                      r["seconds"], r["loaded_mb"], r["peak_mb"], load()))
             for f in [vol] + [os.path.join(tmp, "out", n) for n in os.listdir(os.path.join(tmp, "out"))]:
                 os.remove(f)
 

@@ -19,6 +19,8 @@ import logging
 import os
 import sys
 
+from ..constants import SEGMENT_BATCH
+
 log = logging.getLogger("membraneseg")
 
 EXIT_BAD_INPUT = 2
@@ -142,8 +144,9 @@ def add_segment(sub):
                    help="arithmetic of the network: fp32 (default) or bf16 (bfloat16 with float32 weights and "
                         "output; can be faster for the wider presets on CPUs with native bfloat16, AVX512-BF16 "
                         "or AMX, and on recent GPUs; probabilities differ by up to about 0.04)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N",
-                   help="224 x 224 patches' worth of pixels per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int, default=SEGMENT_BATCH, metavar="N",
+                   help="224 x 224 patches' worth of pixels per forward pass (default %d; each 8 patches take "
+                        "about 0.17 GB with the default model: lower it when memory is short)" % SEGMENT_BATCH)
     _compute_options(p)
     p.set_defaults(func=cmd_segment)
 

@@ -301,24 +301,26 @@ def flops_per_patch(model):
     """FLOPs (2 per multiply-add) of one forward pass on one patch, counted over the conv, dense and LSTM layers,
     which hold all but a negligible part of the work."""
     k = model.inputs[0].shape[1] if len(model.inputs[0].shape) == 5 else 1
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
-            kh, kw = layer.kernel_size
-            # a transposed conv spreads each input position over kh*kw outputs; a conv gathers them per output
-            grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
-            macs = grid[1] * grid[2] * kh * kw * layer.input.shape[-1] * layer.filters
-            total += 2 * macs * _slices_through(layer, k)
-        elif isinstance(layer, layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units * _slices_through(layer, k)
-        elif isinstance(layer, (layers.LSTM, layers.Bidirectional)):
-            cells = [layer.forward_layer, layer.backward_layer] if isinstance(layer, layers.Bidirectional) \
-                else [layer]
-            steps, cin = layer.input.shape[1], layer.input.shape[-1]
-            sequences = 1 if k == 1 else bottleneck_size(model.inputs[0].shape[2]) ** 2
-            for cell in cells:
-                total += 2 * 4 * (cin + cell.units) * cell.units * steps * sequences
-    return total
+    return sum(layer_flops(layer, k, model.inputs[0].shape[2]) for layer in model.layers)
+
+
+def layer_flops(layer, k=1, patch=None):
+    """FLOPs of one layer for one patch (0 for layers without multiply-adds); ``k`` context slices, and the
+    ``patch`` size, which the 2.5D LSTM's sequence count depends on."""
+    if isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+        kh, kw = layer.kernel_size
+        # a transposed conv spreads each input position over kh*kw outputs; a conv gathers them per output
+        grid = layer.input.shape if isinstance(layer, layers.Conv2DTranspose) else layer.output.shape
+        macs = grid[1] * grid[2] * kh * kw * layer.input.shape[-1] * layer.filters
+        return 2 * macs * _slices_through(layer, k)
+    if isinstance(layer, layers.Dense):
+        return 2 * layer.input.shape[-1] * layer.units * _slices_through(layer, k)
+    if isinstance(layer, (layers.LSTM, layers.Bidirectional)):
+        cells = [layer.forward_layer, layer.backward_layer] if isinstance(layer, layers.Bidirectional) else [layer]
+        steps, cin = layer.input.shape[1], layer.input.shape[-1]
+        sequences = 1 if k == 1 else bottleneck_size(patch) ** 2
+        return sum(2 * 4 * (cin + cell.units) * cell.units * steps * sequences for cell in cells)
+    return 0
 
 
 def _slices_through(layer, k):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..constants import MASK_SUFFIX, PROB_SUFFIX
+from ..constants import MASK_SUFFIX, PROB_SUFFIX, SEGMENT_BATCH
 from . import io, modelfile, preprocess, recipes, tiling
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Predictor:
     float32 weights and output (opt-in: see the README for its Dice change).
     """
 
-    def __init__(self, model_path=None, batch_size=8, tta=False, precision="fp32", single_window_max=None):
+    def __init__(self, model_path=None, batch_size=SEGMENT_BATCH, tta=False, precision="fp32", single_window_max=None):
         if precision not in PRECISIONS:
             raise ValueError("precision must be one of %s, not %r" % (", ".join(PRECISIONS), precision))
         self.model_path = modelfile.model_folder(model_path or modelfile.default_model_path())

@@ -6,7 +6,7 @@ from pyworkflow.utils import Message
 from tomo.objects import SetOfTomoMasks, TomoMask
 
 from .. import Plugin
-from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS
+from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS, SEGMENT_BATCH
 from ..engine import modelfile
 from ..engine.predict import MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths
 from .base import ProtMembraneSegPerTomo, addComputeParams
@@ -73,9 +73,11 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                       help="fp32: full precision (default). bf16: bfloat16 arithmetic with float32 weights; "
                            "faster where the CPU has AVX512-BF16 or AMX, or on a recent GPU. Its Dice change, "
                            "measured on phantoms and real slices, is in the plugin's README.")
-        form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)],
-                      expertLevel=params.LEVEL_ADVANCED, label="Batch size (patches)",
-                      help="Patches per forward pass. 8 suits a CPU; raise it on a GPU with memory to spare.")
+        form.addParam("batchSize", params.IntParam, default=SEGMENT_BATCH, validators=[params.GE(1)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size (224² patches)",
+                      help="224×224 patches' worth of pixels per forward pass. %d keeps a CPU busiest; each 8 "
+                           "patches take about 0.17 GB with the default model, so lower it when the machine or "
+                           "the GPU runs out of memory." % SEGMENT_BATCH)
         addComputeParams(form, "Threads TensorFlow uses inside one segmentation job on the CPU.")
         form.addParallelSection(threads=1, mpi=0)
 
