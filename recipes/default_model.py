@@ -182,7 +182,8 @@ def finetune_config(cfg, arm, name):
     return train.TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
                              seed=cfg["seed"], epochs=ft["epochs"], steps_per_epoch=ft["steps"],
                              batch_size=ft["batch_size"], learning_rate=ft["learning_rate"], loss=ft["loss"],
-                             patience=ft["patience"], rot90=ft["rot90"], intensity=ft["intensity"], name=name)
+                             patience=ft["patience"], rot90=ft["rot90"], intensity=ft["intensity"],
+                             style=ft.get("style", 0.0), border=ft.get("border", "replicate"), name=name)
 
 
 def score(model_dir, cfg, groups, test_fold):

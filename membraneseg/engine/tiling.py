@@ -61,12 +61,22 @@ def context_indices(z, depth, k, spacing=1.0):
     return out
 
 
-def crop(a, r0, c0, size, fill=None):
-    """A size x size crop from (r0, c0): outside ``a`` the border is replicated, or ``fill`` when given."""
+def _mirror(i, n):
+    """Indices mirrored into 0..n-1 about the edges, however far outside they are."""
+    if n == 1:
+        return np.zeros_like(i)
+    i = np.abs(i) % (2 * (n - 1))
+    return np.where(i >= n, 2 * (n - 1) - i, i)
+
+
+def crop(a, r0, c0, size, fill=None, reflect=False):
+    """A size x size crop from (r0, c0): outside ``a`` the border is replicated, mirrored (``reflect``, without
+    repeating the edge row), or ``fill`` when given."""
     rows, cols = a.shape
     r = np.arange(r0, r0 + size)
     c = np.arange(c0, c0 + size)
-    out = a[np.ix_(np.clip(r, 0, rows - 1), np.clip(c, 0, cols - 1))]
+    inside = _mirror if reflect else (lambda i, n: np.clip(i, 0, n - 1))
+    out = a[np.ix_(inside(r, rows), inside(c, cols))]
     if fill is not None:
         out[(r < 0) | (r >= rows), :] = fill
         out[:, (c < 0) | (c >= cols)] = fill

@@ -228,10 +228,13 @@ class PatchSampler:
         zs = tiling.context_indices(z, depth, c.context, s.z_spacing)
         if s.is_2d or rng.random() < c.context_dropout:
             zs = [z] * c.context
-        stack = [tiling.crop(s.image[i], r0, c0, size) for i in zs]
-        label = tiling.crop(s.labels[z], r0, c0, size)
+        reflect = c.border == "reflect"
+        stack = [tiling.crop(s.image[i], r0, c0, size, reflect=reflect) for i in zs]
+        label = tiling.crop(s.labels[z], r0, c0, size, reflect=reflect)
         if c.augment:
-            stack, label = _augment(stack, label, rng, c.patch, c.rot90)
+            stack, label = _augment(stack, label, rng, c.patch, c.rot90, reflect)
+            if c.style > 0:
+                stack = _restyle(stack, rng, c.style)
             if c.intensity > 0:
                 stack = _jitter_intensity(stack, rng, c.intensity)
         else:
@@ -258,10 +261,11 @@ def _size_weights(samples):
     return w / w.sum()
 
 
-def _augment(stack, label, rng, patch, rot90=False):
-    """Rotation 0-20° (either sense), shift up to 20%, zoom 0.8-1.2, horizontal flip; nearest fill. With
-    ``rot90``, a turn by a random multiple of 90° on top."""
+def _augment(stack, label, rng, patch, rot90=False, reflect=False):
+    """Rotation 0-20° (either sense), shift up to 20%, zoom 0.8-1.2, horizontal flip; nearest fill, or mirrored
+    with ``reflect``. With ``rot90``, a turn by a random multiple of 90° on top."""
     import cv2
+    border = cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_REPLICATE
     size = label.shape[0]
     angle = rng.uniform(-20, 20) + (90.0 * rng.integers(4) if rot90 else 0.0)
     zoom = rng.uniform(0.8, 1.2)
@@ -273,9 +277,9 @@ def _augment(stack, label, rng, patch, rot90=False):
     flip = rng.random() < 0.5
     out = []
     for a in stack:
-        w = cv2.warpAffine(a, m, (patch, patch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        w = cv2.warpAffine(a, m, (patch, patch), flags=cv2.INTER_LINEAR, borderMode=border)
         out.append(w[:, ::-1] if flip else w)
-    lab = cv2.warpAffine(label, m, (patch, patch), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    lab = cv2.warpAffine(label, m, (patch, patch), flags=cv2.INTER_NEAREST, borderMode=border)
     return out, (lab[:, ::-1] if flip else lab)
 
 
@@ -295,6 +299,27 @@ def _jitter_intensity(stack, rng, strength):
         if noise > 0:
             a = a + rng.normal(0.0, noise, a.shape).astype(np.float32)
         out.append(a.astype(np.float32))
+    return out
+
+
+def _restyle(stack, rng, strength):
+    """The same random change of look for every slice of a patch, for fields of view unlike the training ones:
+    an uneven background (a smooth random field, as uneven ice thickness or illumination gives), a tone curve
+    (gamma), and either sharpening (the strongly filtered look of some reconstructions) or smoothing. The patch
+    is then standardised again, as the input of segmentation is."""
+    import cv2
+    size = stack[0].shape
+    field = cv2.resize(rng.normal(0.0, 0.6 * strength, (3, 3)).astype(np.float32), size[::-1],
+                       interpolation=cv2.INTER_CUBIC)
+    gamma = float(np.exp(rng.normal(0.0, 0.35 * strength)))
+    amount = rng.uniform(-0.5, 1.5) * strength       # < 0 smooths, > 0 sharpens
+    sigma = rng.uniform(1.0, 3.0)
+    out = []
+    for a in stack:
+        lo, hi = np.percentile(a, (0.5, 99.5))
+        u = np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0) ** gamma
+        u = u + amount * (u - cv2.GaussianBlur(u, (0, 0), sigma)) + field
+        out.append(((u - u.mean()) / max(float(u.std()), 1e-6)).astype(np.float32))
     return out
 
 

@@ -21,6 +21,9 @@ class TrainConfig:
     augment: bool = True
     rot90: bool = False                # also turn patches by a random multiple of 90° (the paper does not)
     intensity: float = 0.0             # strength of contrast/brightness/blur/noise augmentation; 0 = off (paper)
+    border: str = "replicate"          # what patches show beyond an image's edge: replicate | reflect
+    style: float = 0.0                 # strength of style augmentation (uneven background, tone curve,
+                                       # sharpening); 0 = off
     context_dropout: float = 0.5
     foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
     synthetic_fraction: float = 0.0    # fraction of training patches cut from synthetic (GAN) pairs, if given
