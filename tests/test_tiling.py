@@ -43,3 +43,13 @@ def test_pad_to_reaches_patch_size():
     out = tiling.pad_to(img, tiling.padded_shape(img.shape, 224))
     assert out.shape == (224, 224)
     np.testing.assert_array_equal(out[:50, :60], img)
+
+
+def test_reflected_crop_mirrors_the_image_beyond_its_edges():
+    a = np.arange(35, dtype=np.float32).reshape(5, 7)
+    # however far outside: the same as numpy's 'reflect' padding (the edge row is not repeated)
+    padded = np.pad(a, 20, mode="reflect")
+    for r0, c0, size in ((-3, -4, 12), (2, 5, 9), (-20, -20, 40)):
+        np.testing.assert_array_equal(tiling.crop(a, r0, c0, size, reflect=True),
+                                      padded[r0 + 20:r0 + 20 + size, c0 + 20:c0 + 20 + size])
+    np.testing.assert_array_equal(tiling.crop(a[:1], -2, 0, 3, reflect=True), a[[0, 0, 0], :3])   # one row

@@ -314,6 +314,14 @@ def add_train(sub):
                    help="strength of random contrast, brightness, blur and noise, in units of the normalised "
                         "image's standard deviation (0 = off, as in the paper; 1 is strong) (default %g)"
                         % d.intensity)
+    p.add_argument("--style-augment", type=float, default=d.style, metavar="S",
+                   help="strength of random changes of look: an uneven background, a tone curve, sharpening or "
+                        "smoothing (0 = off; 1 is strong), for a model meant for data unlike its training "
+                        "data (default %g)" % d.style)
+    p.add_argument("--border", choices=("replicate", "reflect"), default=d.border,
+                   help="what a patch shows beyond the edge of an image: its edge pixels repeated (replicate) "
+                        "or the image mirrored (reflect; for small 2D slices, where much of a patch lies outside) "
+                        "(default %s)" % d.border)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--recipe", metavar="FILE",
@@ -366,7 +374,7 @@ def cmd_train(args):
         preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
         pixel_size=args.pixel_size, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, augment=not args.no_augment,
-        rot90=args.rot90, intensity=args.intensity_augment,
+        rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, border=args.border,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
         membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name,
         synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))

@@ -25,6 +25,7 @@ from .base import addComputeParams, runEngineExplained
 PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
 LOSSES = ("bce", "dice", "focal", "bce+dice")
+BORDERS = ("replicate", "reflect")        # as the engine's --border
 BINARY, MULTICLASS = 0, 1
 DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say
 
@@ -250,6 +251,15 @@ class ProtMembraneSegTrain(EMProtocol):
                       help="Strength of random contrast, brightness, blur and noise, in standard deviations of "
                            "the normalised image (0: off, as in the paper; 1: the default model's recipe). Helps "
                            "a model meant for tomograms from other microscopes or labs.")
+        form.addParam("styleAugment", params.FloatParam, default=0.0, validators=[params.Range(0.0, 2.0)],
+                      expertLevel=params.LEVEL_ADVANCED, condition="augment", label="Style augmentation (0-2)",
+                      help="Strength of random changes of look: an uneven background (in standard deviations of "
+                           "the normalised image), a tone curve, sharpening or smoothing. 0: off.")
+        form.addParam("border", params.EnumParam, choices=BORDERS, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Beyond the image edge",
+                      help="What a training patch shows where it reaches past the edge of an image: the edge "
+                           "pixels repeated, or the image mirrored. Mirrored suits small 2D slices, where much of "
+                           "a patch can lie outside.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
                       help="Fixes the split, the patches and the initial weights.")
         addComputeParams(form, "Threads TensorFlow uses when training on the CPU; the number of cores you can "
@@ -300,8 +310,9 @@ class ProtMembraneSegTrain(EMProtocol):
         if not self.augment.get():
             args.append("--no-augment")
         else:
-            args += ["--intensity-augment", "%g" % self.intensityAugment.get()] + (
-                ["--rot90"] if self.rot90.get() else [])
+            args += ["--intensity-augment", "%g" % self.intensityAugment.get(),
+                     "--style-augment", "%g" % self.styleAugment.get()] + (["--rot90"] if self.rot90.get() else [])
+        args += ["--border", BORDERS[self.border.get()]]
         return args
 
     def modelPixelSize(self):
