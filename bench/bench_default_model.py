@@ -1,6 +1,11 @@
-"""Re-score the shipped default model on the shared annotated slices, per group, and time it per slice.
+"""Re-score the shipped default model on realistic phantoms it never saw, and on the shared annotated slices,
+per group, timed per slice.
 
     .venv/bin/python bench/bench_default_model.py [--model FOLDER] [--data ../shared/data/dlcryotomo-slices]
+                                                  [--phantom-seeds 900 901]
+
+Phantoms: realistic phantoms (engine.simulate, 48x256x256 at 10 Å) with seeds far from the recipe's pretraining
+ones (500..511), segmented at the model's threshold; Dice against their membrane labels.
 
 The shipped model was fine-tuned on every shared group, so these figures are on slices it has seen (augmented
 copies of its training fields of view); they check that the shipped file is the one the recipe made. Figures on
@@ -18,20 +23,40 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import default_model as recipe  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from membraneseg.engine import modelfile  # noqa: E402
+from membraneseg.engine.trainconfig import TrainConfig  # noqa: E402
+
+MEMBRANE_LABELS = TrainConfig().membrane_labels     # the label values training counts as membrane
+
+
+def phantom_scores(model, seeds, shape=(48, 256, 256), voxel_size=10.0):
+    from membraneseg.engine import metrics, predict, simulate
+    p = predict.Predictor(model)
+    for seed in seeds:
+        tomogram, labels = simulate.cell_phantom(shape, voxel_size, seed)
+        _, mask = p.predict_array(tomogram, voxel_size)
+        ref = np.isin(labels, MEMBRANE_LABELS)
+        print("phantom seed %d (%s voxels): Dice %.3f, IoU %.3f" % (seed, "x".join(map(str, shape)),
+                                                                    metrics.dice(mask > 0, ref),
+                                                                    metrics.iou(mask > 0, ref)))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=modelfile.default_model_path())
     parser.add_argument("--data", default=None, help="the shared slices (default: the recipe's)")
+    parser.add_argument("--phantom-seeds", type=int, nargs="*", default=[900, 901],
+                        help="seeds of the held-out phantoms (none: skip them)")
     args = parser.parse_args()
-    cfg = recipe.load_config()
-    if not recipe.shared_data(cfg, args.data):
-        return 0
     card = modelfile.read_card(args.model)
     print("model %s (%s, preset %s, threshold %.3f)" % (args.model, card.name, card.network["preset"],
                                                          card.threshold))
+    phantom_scores(args.model, args.phantom_seeds)
+    cfg = recipe.load_config()
+    if not recipe.shared_data(cfg, args.data):
+        return 0
     groups = recipe.slices_by_group(cfg)
     scores = []
     print("%-5s %6s %7s %7s %9s %10s" % ("group", "slices", "Dice", "IoU", "tolDice", "ms/slice"))
