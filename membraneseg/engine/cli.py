@@ -319,9 +319,8 @@ def add_train(sub):
                         "smoothing (0 = off; 1 is strong), for a model meant for data unlike its training "
                         "data (default %g)" % d.style)
     p.add_argument("--border", choices=("replicate", "reflect"), default=d.border,
-                   help="what a patch shows beyond the edge of an image: its edge pixels repeated (replicate) "
-                        "or the image mirrored (reflect; for small 2D slices, where much of a patch lies outside) "
-                        "(default %s)" % d.border)
+                   help="what a patch shows beyond the edge of an image: the image mirrored (reflect), or its "
+                        "edge pixels repeated (replicate, which smears them into stripes) (default %s)" % d.border)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--recipe", metavar="FILE",

@@ -25,7 +25,7 @@ from .base import addComputeParams, runEngineExplained
 PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
 LOSSES = ("bce", "dice", "focal", "bce+dice")
-BORDERS = ("replicate", "reflect")        # as the engine's --border
+BORDERS = ("reflect", "replicate")        # as the engine's --border
 BINARY, MULTICLASS = 0, 1
 DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say
 
@@ -257,9 +257,9 @@ class ProtMembraneSegTrain(EMProtocol):
                            "the normalised image), a tone curve, sharpening or smoothing. 0: off.")
         form.addParam("border", params.EnumParam, choices=BORDERS, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Beyond the image edge",
-                      help="What a training patch shows where it reaches past the edge of an image: the edge "
-                           "pixels repeated, or the image mirrored. Mirrored suits small 2D slices, where much of "
-                           "a patch can lie outside.")
+                      help="What a training patch shows where it reaches past the edge of an image: the image "
+                           "mirrored (default), or its edge pixels repeated, which smears them into stripes. On "
+                           "small 2D slices, where much of a patch lies outside, mirroring fits better.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed",
                       help="Fixes the split, the patches and the initial weights.")
         addComputeParams(form, "Threads TensorFlow uses when training on the CPU; the number of cores you can "
