@@ -34,16 +34,18 @@ def held_out_probabilities(cfg, groups, arm, tta):
         p = predict.Predictor(model_dir, batch_size=8, tta=tta)
         for g in cfg["folds"][fold]:
             t = time.time()
-            out[g] = [(p.predict_array(io.read(i).data, cfg["pixel_size"])[0].reshape(-1, *shape[-2:]),
-                       np.asarray(io.read(m).data).reshape(shape) > 127)
-                      for i, m in groups[g] for shape in [io.read(m).data.shape[-2:]]]
+            out[g] = []
+            for i, m in groups[g]:
+                ref = np.asarray(io.read(m).data)
+                ref = ref.reshape(ref.shape[-2:]) > 127
+                out[g].append((p.predict_array(io.read(i).data, cfg["pixel_size"])[0].reshape(-1, *ref.shape), ref))
             seconds += time.time() - t
     return out, 1000 * seconds / sum(len(v) for v in out.values())
 
 
 def figures_at(probs, threshold, min_size, tol):
     """Per group and pooled Dice, IoU and tolerant Dice at ``threshold`` after removing pieces < min_size px."""
-    per_group, total = {}, None
+    per_group = {}
     for g, pairs in probs.items():
         counts = np.zeros(3, np.int64)
         tolc = {"tp_p": 0, "n_p": 0, "tp_r": 0, "n_r": 0}

@@ -240,7 +240,7 @@ def cmd_phantoms(args):
 
 # ----------------------------------------------------------------------------- train
 def add_train(sub):
-    from .trainconfig import TrainConfig
+    from .trainconfig import BORDERS, TrainConfig
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model, or fine-tune one with --start-model",
                        description="Trains on tomograms with label maps (--volume) and/or folders of 2D "
@@ -318,7 +318,7 @@ def add_train(sub):
                    help="strength of random changes of look: an uneven background, a tone curve, sharpening or "
                         "smoothing (0 = off; 1 is strong), for a model meant for data unlike its training "
                         "data (default %g)" % d.style)
-    p.add_argument("--border", choices=("replicate", "reflect"), default=d.border,
+    p.add_argument("--border", choices=BORDERS, default=d.border,
                    help="what a patch shows beyond the edge of an image: the image mirrored (reflect), or its "
                         "edge pixels repeated (replicate, which smears them into stripes) (default %s)" % d.border)
     p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping")

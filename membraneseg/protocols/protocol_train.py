@@ -16,6 +16,7 @@ from pyworkflow.utils import Message
 from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine import io, modelfile
+from ..engine.trainconfig import BORDERS
 from ..objects import MembraneSegModel
 from .base import addComputeParams, runEngineExplained
 
@@ -25,7 +26,6 @@ from .base import addComputeParams, runEngineExplained
 PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
 LOSSES = ("bce", "dice", "focal", "bce+dice")
-BORDERS = ("reflect", "replicate")        # as the engine's --border
 BINARY, MULTICLASS = 0, 1
 DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say
 
