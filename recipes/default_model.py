@@ -329,6 +329,15 @@ def cached_result(arm, fold):
     return None
 
 
+def limit_threads(n):
+    """Before TensorFlow starts its runtime (importing it does not)."""
+    import cv2
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(min(2, n))
+    cv2.setNumThreads(n)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("logo", "report", "final"))
@@ -337,7 +346,12 @@ def main():
                         help="final: the model folder to write (default: the shipped model's)")
     parser.add_argument("--arms", nargs="*", help="arm names to run (default: all in the config)")
     parser.add_argument("--folds", nargs="*", help="test folds to run (default: all)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for TensorFlow and OpenCV (default: all cores); 1 lets two arms run "
+                             "side by side on a 2-core machine")
     args = parser.parse_args()
+    if args.threads:
+        limit_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = load_config()
     if args.stage == "report":
