@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from membraneseg.constants import GAN_JSON, MODEL_JSON, PAIRS_JSON  # noqa: E402
-from membraneseg.engine import io, metrics, modelfile, phantoms, train  # noqa: E402
+from membraneseg.engine import io, metrics, modelfile, phantoms, recipes, train  # noqa: E402
 
 log = logging.getLogger("recipe")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,20 +70,27 @@ def slices_by_group(cfg):
     return groups
 
 
-def fold_items(cfg, groups, names, config, limit=None):
+def fold_items(cfg, groups, names, config, limit=None, recipe=None):
+    """The slices of these folds as training items, with the preprocessing ``recipe`` (EED, CLAHE) applied."""
     items = []
     for fold in names:
         for g in cfg["folds"][fold]:
             pairs = groups[g][:limit] if limit else groups[g]
-            items += [train.load_image_pair(i, m, config) for i, m in pairs]
+            items += [train.load_image_pair(i, m, config, recipe=recipe) for i, m in pairs]
     return items
 
 
+def arm_recipe(arm):
+    """The preprocessing an arm's model applies to its input (robust normalisation unless the arm says more)."""
+    return arm.get("preprocessing") or {"normalize": "robust"}
+
+
 # ----------------------------------------------------------------------------- pretraining
-def pretrain(cfg, preset, context):
-    """Pretrain on phantoms (once per preset and context); returns the model folder."""
+def pretrain(cfg, preset, context, recipe=None):
+    """Pretrain on phantoms (once per preset, context and preprocessing recipe); returns the model folder."""
     p = cfg["pretrain"]
-    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context))
+    filtered = sorted(set(recipes.comparable(recipe or {})) - {"normalize"})
+    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + step for step in filtered))
     if os.path.exists(os.path.join(out, "membraneseg_model.json")):
         return out
     config = train.TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
@@ -93,12 +100,15 @@ def pretrain(cfg, preset, context):
     samples = []
     for i in range(p["count"] + p["val_count"]):
         tomo, labels = make_phantom(p, p["seed"] + i)
+        if filtered:
+            tomo = recipes.apply_to_array(tomo, recipe, p["voxel_size"])
         samples.append(train.Sample(train.preprocess.normalize(tomo, train.preprocess.robust_stats(tomo)),
                                     np.isin(labels, config.membrane_labels).astype(np.uint8),
                                     "phantom seed %d" % (p["seed"] + i), False))
     log.info("pretraining %s k%d on %d phantoms", preset, context, p["count"])
     train.train(samples[:p["count"]], samples[p["count"]:], config, out,
-                provenance={"data": "phantoms (%s), seeds %d.." % (p["kind"], p["seed"])})
+                provenance={"data": "phantoms (%s), seeds %d.." % (p["kind"], p["seed"])},
+                preprocessing=recipe)
     return out
 
 
@@ -124,13 +134,14 @@ def run_fold(cfg, arm, test_fold, groups):
         # every other fold trains, as every group does for the shipped model; early stopping watches a few slices
         # of the training groups (optimistic, but the shipped threshold comes from the held-out groups anyway)
         val_fold, train_folds = None, [f for f in cfg["folds"] if f != test_fold]
-        val_items = fold_items(cfg, groups, train_folds, config, limit=ft["val_per_train_group"])
+        val_items = fold_items(cfg, groups, train_folds, config, limit=ft["val_per_train_group"],
+                               recipe=arm_recipe(arm))
     else:   # inner validation (early stopping): a whole, small fold that does not train
         val_fold = cfg["val_fold"][test_fold]
         train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
-        val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"])
+        val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=arm_recipe(arm))
     if arm.get("pretrained"):
-        config.start_model = pretrain(cfg, arm["preset"], arm["context"])
+        config.start_model = pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
     synthetic = []
     if arm.get("gan"):
         synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
@@ -138,9 +149,9 @@ def run_fold(cfg, arm, test_fold, groups):
     if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
         card = modelfile.read_card(out)
     else:
-        card = train.train(fold_items(cfg, groups, train_folds, config), val_items, config, out,
-                           provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
-                           synthetic_samples=synthetic)
+        card = train.train(fold_items(cfg, groups, train_folds, config, recipe=arm_recipe(arm)), val_items, config,
+                           out, provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
+                           synthetic_samples=synthetic, preprocessing=arm_recipe(arm))
     scores = score(out, cfg, groups, test_fold)
     history = card.provenance["history"]
     best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]
@@ -294,15 +305,17 @@ def final(cfg, arm_name, out):
     config = finetune_config(cfg, arm, cfg["final"]["name"])
     config.epochs, config.patience = epochs, epochs + 1      # no early stopping: every group trains
     if arm.get("pretrained"):
-        config.start_model = pretrain(cfg, arm["preset"], arm["context"])
+        config.start_model = pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
     log.info("final model: arm %s, %d epochs, threshold %.2f (LOGO pooled Dice %.3f at it)", arm_name, epochs,
              threshold, logo_dice)
     every = list(cfg["folds"])
     work = os.path.join(RUNS, "final-" + arm_name)
-    train.train(fold_items(cfg, groups, every, config),
-                       fold_items(cfg, groups, every, config, limit=cfg["finetune"]["val_per_group"]), config,
-                       work, provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
-                                         "recipe": "recipes/default_model.py final --arm %s" % arm_name})
+    recipe = arm_recipe(arm)
+    train.train(fold_items(cfg, groups, every, config, recipe=recipe),
+                fold_items(cfg, groups, every, config, limit=cfg["finetune"]["val_per_group"], recipe=recipe), config,
+                work, provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
+                                  "recipe": "recipes/default_model.py final --arm %s" % arm_name},
+                preprocessing=recipe)
     keras_model, card = modelfile.load(work)
     card.threshold = threshold
     card.provenance.update(threshold_source="pooled over LOGO held-out groups", logo_pooled_dice=logo_dice,

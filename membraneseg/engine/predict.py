@@ -152,7 +152,7 @@ class Predictor:
         (EED, CLAHE) and the input does not carry a matching recipe, apply it to a hidden temporary copy (binning
         is left out: resampling to the model's pixel size happens here anyway)."""
         recipe = recipes.comparable(self.card.preprocessing)
-        if not set(recipe) - {"normalize"} or recipes.already_applied(recipe, vol.path):
+        if not recipes.filters(recipe) or recipes.already_applied(recipe, vol.path):
             yield vol
             return
         tmp = os.path.join(out_dir, io.partial_name(os.path.basename(vol.path)) + ".model-input.mrc")
@@ -166,9 +166,12 @@ class Predictor:
                     os.remove(f)
 
     def predict_array(self, data, pixel_size=None, threshold=None, overlap=0.25):
-        """Probability map and mask of an in-memory stack (Z, Y, X) or 2D image (for scripts and benchmarks)."""
+        """Probability map and mask of an in-memory stack (Z, Y, X) or 2D image (for scripts and benchmarks), with
+        the model's preprocessing applied as ``segment_file`` applies it."""
         data = np.asarray(data)
         data = data[np.newaxis] if data.ndim == 2 else data
+        if recipes.filters(self.card.preprocessing):
+            data = recipes.apply_to_array(data, self.card.preprocessing, pixel_size or 0.0)
         vol = io.Volume(data, pixel_size or 0.0, data.shape[0] == 1, "<array>")
         check_volume(vol)
         prob = np.zeros(data.shape, np.float32)

@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import subprocess
+import tempfile
 
 import numpy as np
 
@@ -126,6 +127,11 @@ def read_recipe(path):
     return data
 
 
+def filters(recipe):
+    """True when ``recipe`` changes what the network sees beyond the normalisation prediction always does."""
+    return bool(set(comparable(recipe)) - {"normalize"})
+
+
 def comparable(recipe):
     """The part of a recipe that changes what the network sees at a given pixel size: everything but binning
     (prediction resamples to the model's pixel size itself)."""
@@ -231,30 +237,49 @@ def apply_recipe(in_path, out_path, recipe, pixel_size=None, programs=None):
     px = io.resolve_pixel_size(vol.voxel_size, pixel_size, in_path)
     applied = {"engine": "membraneseg %s" % VERSION, "input": os.path.abspath(str(in_path)),
                "input_shape": list(vol.data.shape), "input_pixel_size": px}
-    volume = vol.data
-    if "normalize" not in recipe:   # normalising neutralises NaN and Inf voxels; without it, do that here
-        raw = robust_stats(volume)
-        volume = pointwise(volume, lambda block: finite(block, raw))
     with Scratch(out_path) as scratch:
-        if "bin" in recipe:
-            volume, px = _bin(volume, px, recipe["bin"], vol, programs.get("bin"), scratch, applied)
-        if "normalize" in recipe:
-            stats = robust_stats(volume)
-            volume = pointwise(volume, lambda block: normalize(block, stats))
-            applied["normalize"] = stats._asdict()
-        if "eed" in recipe:
-            volume = _eed(volume, px, recipe["eed"], vol.path, programs.get("eed"), scratch, applied)
-        if "clahe" in recipe:
-            step = recipe["clahe"]
-            low, high = (float(v) for v in np.percentile(sample(volume), CLIP_PERCENTILES))
-            source = volume
-            volume = Lazy(source.shape, lambda a, b: clahe_planes(np.asarray(source[a:b], np.float32), low,
-                                                                  high, step["block"], step["clip"]))
-            applied["clahe"] = {"low": low, "high": high, "tiles": clahe_tiles(volume.shape[1:], step["block"])}
+        volume, px = _steps(vol.data, px, recipe, vol, programs, scratch, applied)
         applied.update(output_shape=list(volume.shape), output_pixel_size=px)
         record = dict(recipe, format=RECIPE_FORMAT, applied=applied)
         _write(volume, out_path, px, record)
     return record
+
+
+def apply_to_array(data, recipe, pixel_size=0.0, source="<array>"):
+    """``recipe`` applied in memory to a small stack (Z, Y, X) or 2D image: what the network sees from it, as
+    float32 (Z, Y, X). For training items and in-memory prediction, which must match what ``apply_recipe`` gives
+    a file."""
+    recipe = check_recipe(recipe)
+    data = np.asarray(data)
+    data = data[np.newaxis] if data.ndim == 2 else data
+    vol = io.Volume(data, pixel_size, data.shape[0] == 1, source)
+    with Scratch(os.path.join(tempfile.gettempdir(), "membraneseg-array")) as scratch:
+        volume, _ = _steps(data, pixel_size, recipe, vol, {}, scratch, {})
+        return np.asarray(volume[0:volume.shape[0]], np.float32)
+
+
+def _steps(volume, px, recipe, vol, programs, scratch, applied):
+    """The recipe's steps on ``volume`` (lazily, slab by slab where a step allows); returns it and its pixel size,
+    and records in ``applied`` what was done."""
+    if "normalize" not in recipe:   # normalising neutralises NaN and Inf voxels; without it, do that here
+        raw = robust_stats(volume)
+        volume = pointwise(volume, lambda block: finite(block, raw))
+    if "bin" in recipe:
+        volume, px = _bin(volume, px, recipe["bin"], vol, programs.get("bin"), scratch, applied)
+    if "normalize" in recipe:
+        stats = robust_stats(volume)
+        volume = pointwise(volume, lambda block: normalize(block, stats))
+        applied["normalize"] = stats._asdict()
+    if "eed" in recipe:
+        volume = _eed(volume, px, recipe["eed"], vol.path, programs.get("eed"), scratch, applied)
+    if "clahe" in recipe:
+        step = recipe["clahe"]
+        low, high = (float(v) for v in np.percentile(sample(volume), CLIP_PERCENTILES))
+        source = volume
+        volume = Lazy(source.shape, lambda a, b: clahe_planes(np.asarray(source[a:b], np.float32), low,
+                                                              high, step["block"], step["clip"]))
+        applied["clahe"] = {"low": low, "high": high, "tiles": clahe_tiles(volume.shape[1:], step["block"])}
+    return volume, px
 
 
 def _bin(volume, px, step, vol, program, scratch, applied):

@@ -137,10 +137,14 @@ def load_volume_pair(image_path, label_path, config, pixel_size=None, group=""):
     return _resample(image, labels, px, config, image_path, img.is_2d, group)
 
 
-def load_image_pair(image_path, mask_path, config, pixel_size=None, group=""):
-    """A 2D image and its mask; masks may be 0/1, 0/255 or soft 0..255 (foreground above half the maximum)."""
+def load_image_pair(image_path, mask_path, config, pixel_size=None, group="", recipe=None):
+    """A 2D image and its mask; masks may be 0/1, 0/255 or soft 0..255 (foreground above half the maximum).
+    ``recipe`` (EED, CLAHE) is applied to the image first, as prediction applies a model card's recipe."""
     img, msk = io.read_pair(image_path, mask_path, "mask")
-    image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
+    data = img.data
+    if recipe and recipes.filters(recipe):
+        data = recipes.apply_to_array(data, recipe, pixel_size or config.pixel_size, image_path)
+    image = preprocess.normalize(data, preprocess.robust_stats(data))
     labels = io.mask_foreground(msk.data)
     px = pixel_size or config.pixel_size
     return _resample(image, labels, px, config, image_path, True, group)
