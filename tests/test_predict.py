@@ -120,6 +120,9 @@ def test_model_preprocessing_recipe_is_applied_at_prediction(tmp_path):
     expected = 1.0 / (1.0 + np.exp(-preprocess.normalize(pre, preprocess.robust_stats(pre))))
     np.testing.assert_allclose(np.asarray(io.read(prob_path).data), expected, atol=1e-5)
     assert sorted(os.listdir(out)) == ["v_mask.mrc", "v_prob.mrc"]
+    # in memory (scripts, benchmarks, the recipe's scoring), the same recipe is applied: the same probabilities
+    prob, _ = Pointwise(folder, batch_size=4).predict_array(data, 10.0)
+    np.testing.assert_allclose(prob, expected, atol=1e-5)
 
 
 def test_windows_and_batches():

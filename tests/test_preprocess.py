@@ -261,6 +261,20 @@ def test_recipe_is_written_and_reproduces_the_output(tmp_path, monkeypatch):
                                             "t.mrc"]
 
 
+@pytest.mark.parametrize("shape", [(64, 80), (5, 64, 80)], ids=["2d", "stack"])
+def test_recipe_in_memory_equals_the_file(tmp_path, shape):
+    """Training items and in-memory prediction get exactly the voxels a preprocessed file holds."""
+    data = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    src = write(tmp_path, "t.mrc", data)
+    recipe = dict(recipes.DEFAULT_RECIPE, eed={"iterations": 2})
+    recipes.apply_recipe(src, str(tmp_path / "f.mrc"), recipe)
+    in_memory = recipes.apply_to_array(data, recipe, 10.0)
+    assert in_memory.shape == (1,) * (3 - len(shape)) + shape and in_memory.dtype == np.float32
+    np.testing.assert_array_equal(in_memory, np.asarray(io.read(str(tmp_path / "f.mrc")).data).reshape(in_memory.shape))
+    assert recipes.filters(recipe) and not recipes.filters({"normalize": "robust", "bin": {"factor": 2}})
+    assert sorted(os.listdir(tmp_path)) == ["f.mrc", "f_recipe.json", "t.mrc"]
+
+
 def test_recipe_from_a_model_card(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, metrics, modelfile, phantoms, predict, recipes, tiling, train
+from membraneseg.engine import io, metrics, modelfile, phantoms, predict, preprocess, recipes, tiling, train
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -173,6 +173,25 @@ def test_z_spacing_follows_the_pixel_sizes(tmp_path):
     s = train.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), train.TrainConfig(pixel_size=10),
                                pixel_size=10.0)                     # the sampling rate given wins over the header
     assert s.image.shape == (8, 64, 64) and s.z_spacing == 1.0
+
+
+def test_2d_pair_with_a_recipe_is_what_prediction_feeds_the_network(tmp_path):
+    """A 2D training image under a CLAHE recipe is CLAHE'd, then standardised, as prediction does with a model
+    card's recipe; the mask is untouched."""
+    rng = np.random.default_rng(2)
+    image = (rng.random((64, 64)) * 200).astype(np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:22] = 255
+    io.write(str(tmp_path / "i.png"), image, 10.0)
+    io.write(str(tmp_path / "m.png"), mask, 10.0)
+    recipe = {"normalize": "robust", "clahe": {"block": 16, "clip": 3.0}}
+    s = train.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), train.TrainConfig(),
+                              recipe=recipe)
+    pre = recipes.apply_to_array(image, recipe, 10.0)
+    np.testing.assert_allclose(s.image, preprocess.normalize(pre, preprocess.robust_stats(pre)), atol=1e-6)
+    np.testing.assert_array_equal(s.labels[0], mask > 127)
+    plain = train.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), train.TrainConfig())
+    assert not np.allclose(plain.image, s.image)
 
 
 # ----------------------------------------------------------------------------- labels
