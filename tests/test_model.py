@@ -60,7 +60,7 @@ def test_cpu_presets_keep_structure_with_fewer_filters(paper, preset, params):
     assert m.get_layer("enc1_conv1").filters < paper.get_layer("enc1_conv1").filters
 
 
-def test_two_and_a_half_d_uses_central_skips_and_bidirectional_lstm():
+def test_two_and_a_half_d_runs_a_bidirectional_lstm_across_z():
     import keras
     keras.utils.set_random_seed(0)
     spec = net.NetworkSpec.from_preset("tiny", context=5)
@@ -83,6 +83,38 @@ def test_two_and_a_half_d_uses_central_skips_and_bidirectional_lstm():
     x3 = x.copy()
     x3[1] *= 2
     np.testing.assert_allclose(probe(x3, training=False)[0].numpy()[0], lstm[0], rtol=1e-5, atol=1e-7)
+
+
+def test_two_and_a_half_d_skips_fuse_the_context_slices():
+    """The decoder sees the neighbour slices at full resolution: a local change in an outer slice changes the
+    output there, once the fusion takes from the neighbours (at initialisation it passes the central slice's
+    skips through, and then the output equals that of a central-skip network with the same weights)."""
+    import keras
+    keras.utils.set_random_seed(0)
+    spec = net.NetworkSpec.from_preset("tiny", context=3)
+    assert spec.skip_fusion and not net.NetworkSpec.from_preset("tiny").skip_fusion
+    fused = net.build(spec, patch=64)
+    old = net.NetworkSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "skip_fusion"})
+    assert not old.skip_fusion                     # a card written before the fusion rebuilds its own network
+    central = net.build(old, patch=64)
+    assert any(layer.name == "skip1_centre" for layer in central.layers)
+    x = np.random.default_rng(1).normal(size=(1, 3, 64, 64, 1)).astype("float32")
+    # same weights layer by layer (the fusion convs aside): identical outputs at initialisation
+    for layer in central.layers:
+        if layer.weights:
+            layer.set_weights(fused.get_layer(layer.name).get_weights())
+    np.testing.assert_allclose(fused(x).numpy(), central(x).numpy(), rtol=1e-4, atol=1e-6)
+    for layer in fused.layers:                     # let every fused skip average the three slices
+        if layer.name.endswith("_fuse") and layer.name.startswith("skip"):
+            kernel, bias = layer.get_weights()
+            c = kernel.shape[-1]
+            kernel[0, 0] = np.tile(np.eye(c, dtype="float32"), (3, 1)) / 3.0
+            layer.set_weights([kernel, bias])
+    x2 = x.copy()
+    x2[0, 0, 28:36, 28:36] += 5.0                  # a local change in the first (outer) slice only
+    change = np.abs(fused(x2).numpy() - fused(x).numpy())[0, ..., 0]
+    assert change[26:38, 26:38].max() > 20 * max(change[:10, :10].max(), 1e-9)
+    assert np.abs(central(x2).numpy() - central(x).numpy())[0, 26:38, 26:38].max() < change[26:38, 26:38].max()
 
 
 def test_multiclass_softmax():

@@ -9,7 +9,10 @@ Input modes:
 - single slice (context 1): the LSTM runs over the bottleneck positions of the slice, as the authors' notebook
   does (Table A.8);
 - 2.5D (context k, odd): k neighbouring z-slices share the encoder, and a bidirectional LSTM runs across z at
-  every bottleneck position (section 3.1 of the paper); the decoder uses the skips of the central slice.
+  every bottleneck position (section 3.1 of the paper). The decoder's skips fuse the k slices' features with a
+  1x1 conv that starts as the central slice's (``skip_fusion``). With the central slice's skips alone (models
+  whose card predates the fusion), the z-context reached only the 3x3 bottleneck, and a trained k=3 model
+  changed no voxel when its context slices were replaced.
 
 The network is always rebuilt from its preset and widths, and only weights are loaded into it, so no model file
 ever carries code.
@@ -67,6 +70,7 @@ class NetworkSpec:
     classes: int = 1              # 1 = binary (sigmoid); >= 2 = softmax over classes
     dropout: float = 0.2
     widths: dict = field(default_factory=lambda: scaled_widths(8))
+    skip_fusion: bool = False     # 2.5D: skips fuse the k slices (new models) or take the central one (older)
 
     @classmethod
     def from_preset(cls, preset, context=1, classes=1):
@@ -76,14 +80,16 @@ class NetworkSpec:
             raise ValueError("context must be 1 (single slice) or an odd number of z-slices, not %d" % context)
         scale, dropout, floor = PRESETS[preset]
         return cls(preset=preset, context=context, classes=classes, dropout=dropout,
-                   widths=scaled_widths(scale, floor))
+                   widths=scaled_widths(scale, floor), skip_fusion=context > 1)
 
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{k: d[k] for k in ("preset", "context", "classes", "dropout", "widths")})
+        # cards written before skip fusion existed rebuild the network they were trained as
+        return cls(skip_fusion=d.get("skip_fusion", False),
+                   **{k: d[k] for k in ("preset", "context", "classes", "dropout", "widths")})
 
 
 # ----------------------------------------------------------------------------- custom layers (no Lambda layers)
@@ -145,6 +151,53 @@ class CentralSlice(layers.Layer):
 
     def get_config(self):
         return dict(super().get_config(), k=self.k)
+
+
+@keras.saving.register_keras_serializable("membraneseg")
+class SliceChannels(layers.Layer):
+    """(B*K, H, W, C) -> (B, H, W, K*C): the k slices' features side by side, slice-major, for a 1x1 fusion."""
+
+    def __init__(self, k, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def call(self, x):
+        s = ops.shape(x)
+        x = ops.reshape(x, (-1, self.k, s[1], s[2], s[3]))
+        x = ops.transpose(x, (0, 2, 3, 1, 4))
+        return ops.reshape(x, (-1, s[1], s[2], self.k * s[3]))
+
+    def compute_output_shape(self, shape):
+        return (None, shape[1], shape[2], self.k * shape[3])
+
+    def get_config(self):
+        return dict(super().get_config(), k=self.k)
+
+
+@keras.saving.register_keras_serializable("membraneseg")
+class CentralIdentity(keras.initializers.Initializer):
+    """A 1x1 kernel (1, 1, K*C, C) that passes the central slice's C channels through and ignores the others:
+    a fused skip starts as the central slice's skip and learns how much of the neighbours to take."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, shape, dtype=None):
+        import numpy as np
+        c = shape[-1]
+        kernel = np.zeros(shape, "float32")
+        kernel[0, 0, (self.k // 2) * c:(self.k // 2 + 1) * c] = np.eye(c, dtype="float32")
+        return ops.convert_to_tensor(kernel, dtype=dtype)
+
+    def get_config(self):
+        return {"k": self.k}
+
+
+def fused_skip(x, k, name):
+    """The k slices' skip features (B*K, H, W, C) fused into one (B, H, W, C) by a linear 1x1 conv."""
+    c = x.shape[-1]
+    x = SliceChannels(k, name=name + "_slices")(x)
+    return layers.Conv2D(c, 1, kernel_initializer=CentralIdentity(k), name=name + "_fuse")(x)
 
 
 @keras.saving.register_keras_serializable("membraneseg")
@@ -274,7 +327,10 @@ def build(spec: NetworkSpec, patch=224, name=None):
         seq = layers.Bidirectional(layers.LSTM(w["lstm"] // 2, return_sequences=True), name="lstm")(seq)
         seq = layers.Dropout(drop, name="lstm_drop")(seq)
         x = ZCentre(k, bh, bw, name="lstm_out")(seq)
-        skips = [CentralSlice(k, name="skip%d_centre" % (i + 1))(s) for i, s in enumerate(skips)]
+        if spec.skip_fusion:
+            skips = [fused_skip(s, k, "skip%d" % (i + 1)) for i, s in enumerate(skips)]
+        else:
+            skips = [CentralSlice(k, name="skip%d_centre" % (i + 1))(s) for i, s in enumerate(skips)]
 
     for i, filters in enumerate(w["decoder"]):
         skip = skips[-1 - i]
