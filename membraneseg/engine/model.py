@@ -386,5 +386,13 @@ def _slices_through(layer, k):
     return k if layer.name.startswith(("enc", "bottleneck", "aspp")) else 1
 
 
+def copy_weights(source, target):
+    """Copy weights layer by layer, matched by name: the same network built for another input size may list its
+    layers in another order (2.5D skip fusion convs move between decoder layers when padding layers appear)."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
 def count_params(model):
     return int(sum(math.prod(w.shape) for w in model.weights))

@@ -155,7 +155,7 @@ def save(keras_model, card: ModelCard, folder):
     weights = os.path.join(folder, MODEL_WEIGHTS)
     # a compiled model would also save its optimizer state (three times the size); ship the weights alone
     bare = net.build(net.NetworkSpec.from_dict(card.network), patch=card.patch)
-    bare.set_weights(keras_model.get_weights())
+    net.copy_weights(keras_model, bare)
     save_weights(bare, weights)
     card.weights_sha256 = sha256_of(weights)
     card.provenance.setdefault("saved", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))

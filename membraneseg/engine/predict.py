@@ -94,7 +94,7 @@ class Predictor:
             model = net.build(net.NetworkSpec.from_dict(self.card.network), patch=window)
         finally:
             keras.config.set_dtype_policy(previous)
-        model.set_weights(self.model.get_weights())
+        net.copy_weights(self.model, model)
         optimise_for_inference(model)
         shape = (None,) + tuple(self.spec[1:-3]) + (window, window, 1)
         tta = self.tta
