@@ -4,6 +4,7 @@ leave-one-group-out (LOGO) comparison of arms that chooses what ships.
     .venv/bin/python recipes/default_model.py logo   [--arms NAME ...]   # validation runs, resumable
     .venv/bin/python recipes/default_model.py report                     # per-group tables from the results
     .venv/bin/python recipes/default_model.py final  --arm NAME          # train and write the shipped model
+    .venv/bin/python recipes/default_model.py pretrain --arm NAME        # only an arm's phantom pretraining
 
 Everything is set in recipes/default_model.json (seeds, data, presets, epochs, augmentation). The shared data
 (../shared/data/dlcryotomo-slices) are read at run time; none of them are written into the repository. Each unit
@@ -353,7 +354,7 @@ def limit_threads(n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("logo", "report", "final"))
+    parser.add_argument("stage", choices=("logo", "report", "final", "pretrain"))
     parser.add_argument("--arm", help="final: the arm to train the shipped model with")
     parser.add_argument("--out", default=os.path.join(ROOT, "membraneseg", "weights", "default"),
                         help="final: the model folder to write (default: the shipped model's)")
@@ -372,6 +373,10 @@ def main():
         return
     if args.stage == "final":
         final(cfg, args.arm, args.out)
+        return
+    if args.stage == "pretrain":          # the phantom pretraining of an arm alone (cached like the others)
+        arm = next(a for a in cfg["arms"] if a["name"] == args.arm)
+        pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
         return
     groups = slices_by_group(cfg)
     for arm in cfg["arms"]:
