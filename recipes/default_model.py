@@ -246,10 +246,20 @@ def figures(tp, fp, fn, tol):
 
 
 def report(cfg):
-    """Per arm: Dice/IoU/tolerant Dice per held-out group and pooled, from the cached results."""
+    """Per arm: Dice/IoU/tolerant Dice per held-out group and pooled, from the cached results. An arm whose runs
+    are not on this machine (recipes/runs/ is not in the repository), or cover fewer folds than the table
+    already has, keeps its row of recipes/results/logo.json."""
+    before = {}
+    if os.path.exists(os.path.join(RESULTS, "logo.json")):
+        with open(os.path.join(RESULTS, "logo.json")) as f:
+            before = {r["arm"]: r for r in json.load(f)}
     rows = []
     for arm in cfg["arms"]:
         results = [r for r in (cached_result(arm["name"], f) for f in cfg["folds"]) if r]
+        kept = before.get(arm["name"])
+        if kept and len(results) < kept["folds"]:
+            rows.append(kept)
+            continue
         if not results:
             continue
         groups = {g: v for r in results for g, v in r["groups"].items()}

@@ -12,5 +12,12 @@ $PY recipes/default_model.py logo --arms cpu-fine-k1-scratch --folds G5 G4
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-e20 cpu-fine-k1-pretrained-allgroups-reflect \
     --folds G0-3
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style
-$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20
+# probes on the G0-G3 fold (400 held-out slices): the paper's CLAHE on every input, a higher learning rate
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-clahe \
+    --folds G0-3
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3
+$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3
+# the 2.5D pretraining (fused skips), compared with the single-slice one on held-out phantom volumes
+$PY recipes/default_model.py pretrain --arm cpu-fine-k3-pretrained
 $PY recipes/default_model.py report
