@@ -137,41 +137,43 @@ class FoldSlices(layers.Layer):
         return ops.reshape(x, (s[0] * s[1], s[2], s[3], s[4]))
 
 
-@keras.saving.register_keras_serializable("membraneseg")
-class CentralSlice(layers.Layer):
-    """(B*K, H, W, C) -> (B, H, W, C): the features of the central slice of each group of k."""
+class ContextLayer(layers.Layer):
+    """A layer that regroups the (B*K, H, W, C) features of k context slices; ``slices`` gives (B, K, H, W, C)
+    and ``by_position`` (B, H, W, K, C)."""
 
     def __init__(self, k, **kwargs):
         super().__init__(**kwargs)
         self.k = k
 
-    def call(self, x):
+    def slices(self, x):
         s = ops.shape(x)
-        return ops.reshape(x, (-1, self.k, s[1], s[2], s[3]))[:, self.k // 2]
+        return ops.reshape(x, (-1, self.k, s[1], s[2], s[3]))
+
+    def by_position(self, x):
+        return ops.transpose(self.slices(x), (0, 2, 3, 1, 4))
 
     def get_config(self):
         return dict(super().get_config(), k=self.k)
 
 
 @keras.saving.register_keras_serializable("membraneseg")
-class SliceChannels(layers.Layer):
-    """(B*K, H, W, C) -> (B, H, W, K*C): the k slices' features side by side, slice-major, for a 1x1 fusion."""
+class CentralSlice(ContextLayer):
+    """(B*K, H, W, C) -> (B, H, W, C): the features of the central slice of each group of k."""
 
-    def __init__(self, k, **kwargs):
-        super().__init__(**kwargs)
-        self.k = k
+    def call(self, x):
+        return self.slices(x)[:, self.k // 2]
+
+
+@keras.saving.register_keras_serializable("membraneseg")
+class SliceChannels(ContextLayer):
+    """(B*K, H, W, C) -> (B, H, W, K*C): the k slices' features side by side, slice-major, for a 1x1 fusion."""
 
     def call(self, x):
         s = ops.shape(x)
-        x = ops.reshape(x, (-1, self.k, s[1], s[2], s[3]))
-        x = ops.transpose(x, (0, 2, 3, 1, 4))
-        return ops.reshape(x, (-1, s[1], s[2], self.k * s[3]))
+        return ops.reshape(self.by_position(x), (-1, s[1], s[2], self.k * s[3]))
 
     def compute_output_shape(self, shape):
         return (None, shape[1], shape[2], self.k * shape[3])
-
-    def get_config(self):
-        return dict(super().get_config(), k=self.k)
 
 
 @keras.saving.register_keras_serializable("membraneseg")
@@ -201,21 +203,11 @@ def fused_skip(x, k, name):
 
 
 @keras.saving.register_keras_serializable("membraneseg")
-class ZSequence(layers.Layer):
+class ZSequence(ContextLayer):
     """(B*K, H, W, C) -> (B*H*W, K, C): at each bottleneck position, the sequence of the k slices along z."""
 
-    def __init__(self, k, **kwargs):
-        super().__init__(**kwargs)
-        self.k = k
-
     def call(self, x):
-        s = ops.shape(x)
-        x = ops.reshape(x, (-1, self.k, s[1], s[2], s[3]))
-        x = ops.transpose(x, (0, 2, 3, 1, 4))
-        return ops.reshape(x, (-1, self.k, s[3]))
-
-    def get_config(self):
-        return dict(super().get_config(), k=self.k)
+        return ops.reshape(self.by_position(x), (-1, self.k, ops.shape(x)[3]))
 
 
 @keras.saving.register_keras_serializable("membraneseg")
