@@ -90,8 +90,8 @@ def arm_recipe(arm):
 def pretrain(cfg, preset, context, recipe=None):
     """Pretrain on phantoms (once per preset, context and preprocessing recipe); returns the model folder."""
     p = cfg["pretrain"]
-    filtered = sorted(set(recipes.comparable(recipe or {})) - {"normalize"})
-    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + step for step in filtered))
+    filters = sorted(set(recipes.comparable(recipe)) - {"normalize"})
+    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + step for step in filters))
     if os.path.exists(os.path.join(out, "membraneseg_model.json")):
         return out
     config = train.TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
@@ -101,9 +101,7 @@ def pretrain(cfg, preset, context, recipe=None):
     samples = []
     for i in range(p["count"] + p["val_count"]):
         tomo, labels = make_phantom(p, p["seed"] + i)
-        if filtered:
-            tomo = recipes.apply_to_array(tomo, recipe, p["voxel_size"])
-        samples.append(train.Sample(train.preprocess.normalize(tomo, train.preprocess.robust_stats(tomo)),
+        samples.append(train.Sample(train.network_input(tomo, recipe, p["voxel_size"]),
                                     np.isin(labels, config.membrane_labels).astype(np.uint8),
                                     "phantom seed %d" % (p["seed"] + i), False))
     log.info("pretraining %s k%d on %d phantoms", preset, context, p["count"])
@@ -131,18 +129,18 @@ def run_fold(cfg, arm, test_fold, groups):
             return json.load(f)
     config = finetune_config(cfg, arm, tag)
     ft = cfg["finetune"]
+    recipe = arm_recipe(arm)
     if arm.get("val_in_training"):
         # every other fold trains, as every group does for the shipped model; early stopping watches a few slices
         # of the training groups (optimistic, but the shipped threshold comes from the held-out groups anyway)
         val_fold, train_folds = None, [f for f in cfg["folds"] if f != test_fold]
-        val_items = fold_items(cfg, groups, train_folds, config, limit=ft["val_per_train_group"],
-                               recipe=arm_recipe(arm))
+        val_items = fold_items(cfg, groups, train_folds, config, limit=ft["val_per_train_group"], recipe=recipe)
     else:   # inner validation (early stopping): a whole, small fold that does not train
         val_fold = cfg["val_fold"][test_fold]
         train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
-        val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=arm_recipe(arm))
+        val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=recipe)
     if arm.get("pretrained"):
-        config.start_model = pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
+        config.start_model = pretrain(cfg, arm["preset"], arm["context"], recipe)
     synthetic = []
     if arm.get("gan"):
         synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
@@ -150,9 +148,9 @@ def run_fold(cfg, arm, test_fold, groups):
     if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
         card = modelfile.read_card(out)
     else:
-        card = train.train(fold_items(cfg, groups, train_folds, config, recipe=arm_recipe(arm)), val_items, config,
-                           out, provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
-                           synthetic_samples=synthetic, preprocessing=arm_recipe(arm))
+        card = train.train(fold_items(cfg, groups, train_folds, config, recipe=recipe), val_items, config, out,
+                           provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
+                           synthetic_samples=synthetic, preprocessing=recipe)
     scores = score(out, cfg, groups, test_fold)
     history = card.provenance["history"]
     best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]

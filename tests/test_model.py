@@ -100,9 +100,7 @@ def test_two_and_a_half_d_skips_fuse_the_context_slices():
     assert any(layer.name == "skip1_centre" for layer in central.layers)
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 64, 1)).astype("float32")
     # same weights layer by layer (the fusion convs aside): identical outputs at initialisation
-    for layer in central.layers:
-        if layer.weights:
-            layer.set_weights(fused.get_layer(layer.name).get_weights())
+    net.copy_weights(fused, central)
     np.testing.assert_allclose(fused(x).numpy(), central(x).numpy(), rtol=1e-4, atol=1e-6)
     for layer in fused.layers:                     # let every fused skip average the three slices
         if layer.name.endswith("_fuse") and layer.name.startswith("skip"):

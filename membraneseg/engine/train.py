@@ -141,13 +141,18 @@ def load_image_pair(image_path, mask_path, config, pixel_size=None, group="", re
     """A 2D image and its mask; masks may be 0/1, 0/255 or soft 0..255 (foreground above half the maximum).
     ``recipe`` (EED, CLAHE) is applied to the image first, as prediction applies a model card's recipe."""
     img, msk = io.read_pair(image_path, mask_path, "mask")
-    data = img.data
-    if recipe and recipes.filters(recipe):
-        data = recipes.apply_to_array(data, recipe, pixel_size or config.pixel_size, image_path)
-    image = preprocess.normalize(data, preprocess.robust_stats(data))
+    image = network_input(img.data, recipe, pixel_size or config.pixel_size, image_path)
     labels = io.mask_foreground(msk.data)
     px = pixel_size or config.pixel_size
     return _resample(image, labels, px, config, image_path, True, group)
+
+
+def network_input(data, recipe=None, pixel_size=0.0, source="<array>"):
+    """An in-memory image or stack as training feeds it to the network: the ``recipe``'s filters (EED, CLAHE), if
+    any, then robust normalisation, as prediction does with a model card's recipe."""
+    if recipes.filters(recipe):
+        data = recipes.apply_to_array(data, recipe, pixel_size, source)
+    return preprocess.normalize(data, preprocess.robust_stats(data))
 
 
 def _checked_labels(labels, config, path):
