@@ -320,10 +320,13 @@ def final(cfg, arm_name, out):
     every = list(cfg["folds"])
     work = os.path.join(RUNS, "final-" + arm_name)
     recipe = arm_recipe(arm)
+    # as many validation slices per group as the arm's LOGO runs had: here they only drive the learning-rate
+    # schedule, and that schedule is the one the epochs and threshold were measured with
+    per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
     train.train(fold_items(cfg, groups, every, config, recipe=recipe),
-                fold_items(cfg, groups, every, config, limit=cfg["finetune"]["val_per_group"], recipe=recipe), config,
-                work, provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
-                                  "recipe": "recipes/default_model.py final --arm %s" % arm_name},
+                fold_items(cfg, groups, every, config, limit=per_group, recipe=recipe), config, work,
+                provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
+                            "recipe": "recipes/default_model.py final --arm %s" % arm_name},
                 preprocessing=recipe)
     keras_model, card = modelfile.load(work)
     card.threshold = threshold

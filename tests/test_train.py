@@ -330,6 +330,27 @@ def test_a_stop_while_keras_writes_its_checkpoint_still_resumes(tmp_path, phanto
     assert modelfile.read_card(str(out)).provenance["epochs_run"] == 4
 
 
+def test_validation_loss_from_one_prediction_is_keras_own(tmp_path):
+    """The Validation callback predicts the patches once for both its loss and Dice; the loss must be the one
+    Keras' own validation would report (averaged over batches of 32, with a short last batch)."""
+    import keras
+    from membraneseg.engine import model as net
+    config = train.TrainConfig(preset="tiny", patch=96, batch_size=2, loss="bce+dice")
+    val_x, val_y = train.fixed_patches([_sample(group=str(i)) for i in range(5)], config)
+    assert len(val_x) % train.Validation.BATCH                        # the last batch is short
+    keras_model = net.build(net.NetworkSpec.from_preset("tiny", 1, 1), patch=96)
+    keras_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.make_loss("bce+dice", 1))
+    expected = keras_model.evaluate(val_x, val_y, batch_size=train.Validation.BATCH, verbose=0)
+    callback = train.Validation(val_x, val_y, train.make_loss("bce+dice", 1), str(tmp_path / "history.json"))
+    callback.set_model(keras_model)
+    logs = {"loss": 0.5}
+    callback.on_epoch_end(0, logs)
+    assert logs["val_loss"] == pytest.approx(expected, rel=1e-4)
+    row = json.load(open(tmp_path / "history.json"))["epochs"][0]
+    assert row["epoch"] == 1 and row["loss"] == 0.5 and row["val_loss"] == pytest.approx(expected, rel=1e-4)
+    assert 0 <= row["val_dice"] <= 1
+
+
 def test_multiclass_model_trains_and_segments_labels(tmp_path):
     from membraneseg.engine import simulate
     tomo, labels = simulate.cell_phantom((16, 96, 96), 10.0, seed=2)

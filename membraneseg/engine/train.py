@@ -438,19 +438,19 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
         def __getitem__(self, i):
             return sampler.batch(config.batch_size)
 
-    # order matters at the end of an epoch: the history is written before the checkpoint, so a run killed in
-    # between redoes that epoch and rewrites its row, and no epoch goes missing from the history
+    # order matters at the end of an epoch: Validation comes first, as it puts val_loss into the epoch's logs that
+    # the next two watch; and the history is written before the checkpoint, so a run killed in between redoes
+    # that epoch and rewrites its row, and no epoch goes missing from the history
     callbacks = [
+        Validation(val_x, val_y, make_loss(config.loss, config.classes), history_path),
         ResumableEarlyStopping(config.patience, checkpoint),
         keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, config.patience // 2)),
-        DiceLogger(val_x, val_y, history_path),
         # double_checkpoint keeps the previous epoch's weights beside the new ones: a run stopped while Keras was
         # writing latest.weights.h5 (not atomic) resumes from them instead of failing on a truncated file
         keras.callbacks.BackupAndRestore(checkpoint, delete_checkpoint=False, double_checkpoint=True),
     ]
     start = time.time()
-    keras_model.fit(Batches(), validation_data=(val_x, val_y), epochs=config.epochs, callbacks=callbacks,
-                    verbose=2)
+    keras_model.fit(Batches(), epochs=config.epochs, callbacks=callbacks, verbose=2)
     seconds = time.time() - start
 
     probs = keras_model.predict(val_x, batch_size=config.batch_size, verbose=0)
@@ -539,24 +539,32 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                                               wait=int(self.wait)))
 
 
-class DiceLogger(keras.callbacks.Callback):
-    """Validation Dice at 0.5 per epoch, and the whole history written to JSON after every epoch (the training
-    viewer reads it)."""
+class Validation(keras.callbacks.Callback):
+    """After every epoch, one prediction of the validation patches gives both the validation loss (into the
+    epoch's logs, for early stopping and the learning-rate schedule) and the Dice at 0.5; the whole history is
+    written to JSON (the training viewer reads it). Keras' own validation would predict the patches a second time.
+    """
 
-    def __init__(self, val_x, val_y, path):
+    BATCH = 32      # the loss is averaged over batches of this size, as Keras' validation did: Dice is per batch
+
+    def __init__(self, val_x, val_y, loss, path):
         super().__init__()
-        self.val_x, self.val_y, self.path = val_x, val_y, path
+        self.val_x, self.val_y, self.loss, self.path = val_x, val_y, loss, path
         self.epochs = []
         if os.path.exists(path):  # resuming: keep the epochs already run
             with open(path) as f:
                 self.epochs = json.load(f).get("epochs", [])
 
     def on_epoch_end(self, epoch, logs=None):
-        probs = self.model.predict(self.val_x, verbose=0)
+        logs = {} if logs is None else logs
+        probs = self.model.predict(self.val_x, batch_size=self.BATCH, verbose=0)
+        starts = range(0, len(probs), self.BATCH)
+        losses = [float(self.loss(self.val_y[i:i + self.BATCH], probs[i:i + self.BATCH])) for i in starts]
+        logs["val_loss"] = float(np.average(losses, weights=[len(probs[i:i + self.BATCH]) for i in starts]))
         d = metrics.dice(foreground(probs) > 0.5, foreground(self.val_y) > 0.5)
-        row = {k: float(v) for k, v in (logs or {}).items()}
+        row = {k: float(v) for k, v in logs.items()}
         row.update(epoch=epoch + 1, val_dice=round(float(d), 4))
         self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [row]
         log.info("epoch %d: loss %.4f, val_loss %.4f, val_dice %.3f", epoch + 1, row.get("loss", np.nan),
-                 row.get("val_loss", np.nan), d)
+                 row["val_loss"], d)
         io.write_json(self.path, {"epochs": self.epochs})
