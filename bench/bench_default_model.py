@@ -23,31 +23,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import default_model as recipe  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from membraneseg.engine import modelfile  # noqa: E402
-from membraneseg.engine.trainconfig import TrainConfig  # noqa: E402
-
-MEMBRANE_LABELS = TrainConfig().membrane_labels     # the label values training counts as membrane
 
 
-def phantom_scores(model, seeds, shape=(48, 256, 256), voxel_size=10.0):
-    from membraneseg.engine import metrics, predict, simulate
-    p = predict.Predictor(model)
-    for seed in seeds:
-        tomogram, labels = simulate.cell_phantom(shape, voxel_size, seed)
-        _, mask = p.predict_array(tomogram, voxel_size)
-        ref = np.isin(labels, MEMBRANE_LABELS)
-        print("phantom seed %d (%s voxels): Dice %.3f, IoU %.3f" % (seed, "x".join(map(str, shape)),
-                                                                    metrics.dice(mask > 0, ref),
-                                                                    metrics.iou(mask > 0, ref)))
+def phantom_scores(model, seeds):
+    for seed, (dice, iou) in recipe.phantom_dice(model, seeds).items():
+        print("phantom seed %d (48x256x256 voxels): Dice %.3f, IoU %.3f" % (seed, dice, iou))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=modelfile.default_model_path())
     parser.add_argument("--data", default=None, help="the shared slices (default: the recipe's)")
-    parser.add_argument("--phantom-seeds", type=int, nargs="*", default=[900, 901],
+    parser.add_argument("--phantom-seeds", type=int, nargs="*", default=list(recipe.HELD_OUT_PHANTOMS),
                         help="seeds of the held-out phantoms (none: skip them)")
     args = parser.parse_args()
     card = modelfile.read_card(args.model)

@@ -36,6 +36,7 @@ log = logging.getLogger("recipe")
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "runs")
 RESULTS = os.path.join(HERE, "results")
+HELD_OUT_PHANTOMS = (900, 901)        # seeds far from the pretraining's (500..511)
 
 
 def load_config(path=os.path.join(HERE, "default_model.json")):
@@ -98,16 +99,38 @@ def pretrain(cfg, preset, context, recipe=None):
                                epochs=p["epochs"], steps_per_epoch=p["steps"], batch_size=p["batch_size"],
                                learning_rate=p["learning_rate"], loss=p["loss"], patience=p["patience"],
                                rot90=p["rot90"], intensity=p["intensity"], name="pretrain %s k%d" % (preset, context))
-    samples = []
-    for i in range(p["count"] + p["val_count"]):
-        tomo, labels = make_phantom(p, p["seed"] + i)
-        samples.append(train.Sample(train.network_input(tomo, recipe, p["voxel_size"]),
-                                    np.isin(labels, config.membrane_labels).astype(np.uint8),
-                                    "phantom seed %d" % (p["seed"] + i), False))
+    samples = phantom_samples(cfg, recipe, config)
     log.info("pretraining %s k%d on %d phantoms", preset, context, p["count"])
     train.train(samples[:p["count"]], samples[p["count"]:], config, out,
                 provenance={"data": "phantoms (%s), seeds %d.." % (p["kind"], p["seed"])},
                 preprocessing=recipe)
+    return out
+
+
+def phantom_samples(cfg, recipe, config, validation=True):
+    """The pretraining phantoms as training items (the validation ones last, unless ``validation`` is False),
+    prepared by ``recipe`` as the network sees them."""
+    p = cfg["pretrain"]
+    samples = []
+    for i in range(p["count"] + (p["val_count"] if validation else 0)):
+        tomo, labels = make_phantom(p, p["seed"] + i)
+        samples.append(train.Sample(train.network_input(tomo, recipe, p["voxel_size"]),
+                                    np.isin(labels, config.membrane_labels).astype(np.uint8),
+                                    "phantom seed %d" % (p["seed"] + i), False))
+    return samples
+
+
+def phantom_dice(model_dir, seeds=HELD_OUT_PHANTOMS, shape=(48, 256, 256), voxel_size=10.0):
+    """{seed: (Dice, IoU)} of a model on realistic phantoms no recipe trains on, at the model's threshold."""
+    from membraneseg.engine import predict, simulate
+    p = predict.Predictor(model_dir)
+    membrane = train.TrainConfig().membrane_labels
+    out = {}
+    for seed in seeds:
+        tomogram, labels = simulate.cell_phantom(shape, voxel_size, seed)
+        _, mask = p.predict_array(tomogram, voxel_size)
+        ref = np.isin(labels, membrane)
+        out[seed] = (metrics.dice(mask > 0, ref), metrics.iou(mask > 0, ref))
     return out
 
 
@@ -141,7 +164,7 @@ def run_fold(cfg, arm, test_fold, groups):
         val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=recipe)
     if arm.get("pretrained"):
         config.start_model = pretrain(cfg, arm["preset"], arm["context"], recipe)
-    synthetic = []
+    synthetic = mixed_in(cfg, arm, config, recipe)
     if arm.get("gan"):
         synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
         config.synthetic_fraction = cfg["gan"]["fraction"]
@@ -156,10 +179,19 @@ def run_fold(cfg, arm, test_fold, groups):
     best_epoch = min(history, key=lambda e: e.get("val_loss", np.inf))["epoch"]
     result = dict(arm=arm["name"], test_fold=test_fold, val_fold=val_fold,
                   train_seconds=round(card.provenance["seconds"]), threshold=card.threshold, best_epoch=best_epoch,
-                  **scores)
+                  phantom_dice={s: round(d, 4) for s, (d, _) in phantom_dice(out).items()}, **scores)
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def mixed_in(cfg, arm, config, recipe):
+    """The pretraining phantoms, to cut an arm's ``phantom_fraction`` of the fine-tuning patches from, so that the
+    model keeps what it learnt on them (none when the arm does not ask)."""
+    if not arm.get("phantom_fraction"):
+        return []
+    config.synthetic_fraction = arm["phantom_fraction"]
+    return phantom_samples(cfg, recipe, config, validation=False)
 
 
 def gan_pairs(cfg, test_fold, train_folds, groups, config):
@@ -264,6 +296,9 @@ def report(cfg):
         line = {"arm": arm["name"], "folds": len(results), "pooled": pooled_figures(groups.values()),
                 "groups": {g: figures(v["tp"], v["fp"], v["fn"], v["tolerant"]) for g, v in sorted(groups.items())},
                 "ms_per_slice": round(float(np.mean([v["ms_per_slice"] for v in groups.values()])), 1)}
+        phantom = [d for r in results for d in r.get("phantom_dice", {}).values()]    # runs since it was added
+        if len(phantom) == 2 * len(results):
+            line["phantom_dice"] = round(float(np.mean(phantom)), 3)
         rows.append(line)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "logo.json"), "w") as f:
@@ -283,8 +318,9 @@ def markdown_table(rows):
         for g, v in r["groups"].items():
             lines.append("| %s | %s | %.3f | %.3f | %.3f |" % (r["arm"], g, v["dice"], v["iou"], v["tolerant_dice"]))
         p = r["pooled"]
-        lines.append("| **%s** | **pooled (%d folds, %.0f ms/slice)** | **%.3f** | **%.3f** | **%.3f** |" % (
-            r["arm"], r["folds"], r["ms_per_slice"], p["dice"], p["iou"], p["tolerant_dice"]))
+        phantoms = ", held-out phantoms' Dice %.3f" % r["phantom_dice"] if "phantom_dice" in r else ""
+        lines.append("| **%s** | **pooled (%d folds, %.0f ms/slice%s)** | **%.3f** | **%.3f** | **%.3f** |" % (
+            r["arm"], r["folds"], r["ms_per_slice"], phantoms, p["dice"], p["iou"], p["tolerant_dice"]))
     return "\n".join(lines) + "\n"
 
 
@@ -323,11 +359,12 @@ def final(cfg, arm_name, out):
     # as many validation slices per group as the arm's LOGO runs had: here they only drive the learning-rate
     # schedule, and that schedule is the one the epochs and threshold were measured with
     per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
+    mixed = mixed_in(cfg, arm, config, recipe)
     train.train(fold_items(cfg, groups, every, config, recipe=recipe),
                 fold_items(cfg, groups, every, config, limit=per_group, recipe=recipe), config, work,
                 provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
                             "recipe": "recipes/default_model.py final --arm %s" % arm_name},
-                preprocessing=recipe)
+                preprocessing=recipe, synthetic_samples=mixed)
     keras_model, card = modelfile.load(work)
     card.threshold = threshold
     card.provenance.update(threshold_source="pooled over LOGO held-out groups", logo_pooled_dice=logo_dice,

@@ -1,0 +1,46 @@
+"""The default model's recipe (recipes/default_model.py) without the shared data: the phantoms an arm mixes into
+fine-tuning, and the held-out phantom score every validation run records."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
+import default_model as recipe  # noqa: E402
+
+from membraneseg.engine import train  # noqa: E402
+
+
+@pytest.fixture
+def small_cfg():
+    cfg = recipe.load_config()
+    cfg["pretrain"] = dict(cfg["pretrain"], count=2, val_count=1, shape=[8, 64, 64])
+    return cfg
+
+
+def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
+    config = train.TrainConfig(preset="tiny", patch=64)
+    assert recipe.mixed_in(small_cfg, {"name": "plain"}, config, None) == []
+    assert config.synthetic_fraction == train.TrainConfig().synthetic_fraction      # untouched
+
+    mixed = recipe.mixed_in(small_cfg, {"name": "mix", "phantom_fraction": 0.25}, config, None)
+    assert config.synthetic_fraction == 0.25
+    every = recipe.phantom_samples(small_cfg, None, config)
+    assert [s.source for s in mixed] == [s.source for s in every[:2]]               # training phantoms only
+    for s, t in zip(mixed, every):
+        assert np.array_equal(s.image, t.image) and np.array_equal(s.labels, t.labels)
+        assert s.labels.max() == 1 and abs(float(s.image.mean())) < 0.5              # binary, normalised
+    # the patches the sampler draws: a quarter of them from the phantoms
+    real = [train.Sample(np.zeros((1, 64, 64), np.float32), np.zeros((1, 64, 64), np.uint8), "real", True)]
+    sampler = train.PatchSampler(real, config, 0, mixed)
+    x, y = sampler.batch(200)
+    from_phantoms = np.mean([np.any(p != 0) for p in x])
+    assert 0.15 < from_phantoms < 0.35
+
+
+def test_held_out_phantom_dice_of_a_model(tmp_path):
+    from membraneseg.engine import modelfile
+    scores = recipe.phantom_dice(modelfile.default_model_path(), seeds=(901,), shape=(8, 96, 96))
+    dice, iou = scores[901]
+    assert 0.3 < dice < 1 and iou == pytest.approx(dice / (2 - dice), abs=1e-6)
