@@ -45,17 +45,7 @@ def main():
     cfg = recipe.load_config()
     if not recipe.shared_data(cfg, args.data):
         return 0
-    groups = recipe.slices_by_group(cfg)
-    scores = []
-    print("%-5s %6s %7s %7s %9s %10s" % ("group", "slices", "Dice", "IoU", "tolDice", "ms/slice"))
-    for fold in cfg["folds"]:
-        for g, v in recipe.score(args.model, cfg, groups, fold)["groups"].items():
-            f = recipe.figures(v["tp"], v["fp"], v["fn"], v["tolerant"])
-            print("%-5s %6d %7.3f %7.3f %9.3f %10.1f" % (g, v["n"], f["dice"], f["iou"], f["tolerant_dice"],
-                                                      v["ms_per_slice"]))
-            scores.append(v)
-    f = recipe.pooled_figures(scores)
-    print("%-5s %6s %7.3f %7.3f %9.3f" % ("all", "", f["dice"], f["iou"], f["tolerant_dice"]))
+    recipe.print_scores({fold: args.model for fold in cfg["folds"]}, cfg, recipe.slices_by_group(cfg))
     print("(in-sample: the shipped model was fine-tuned on these groups; see recipes/results/logo.json for "
           "held-out figures)")
     return 0

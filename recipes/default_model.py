@@ -256,6 +256,22 @@ def score(model_dir, cfg, groups, test_fold):
     return {"groups": per_group}
 
 
+def print_scores(models, cfg, groups):
+    """Score the model of each fold ({fold: model folder}) on that fold's slices; print a row per group and the
+    pooled figures, which are returned."""
+    scores = []
+    print("%-5s %6s %7s %7s %9s %10s" % ("group", "slices", "Dice", "IoU", "tolDice", "ms/slice"))
+    for fold, model in models.items():
+        for g, v in score(model, cfg, groups, fold)["groups"].items():
+            f = figures(v["tp"], v["fp"], v["fn"], v["tolerant"])
+            print("%-5s %6d %7.3f %7.3f %9.3f %10.1f" % (g, v["n"], f["dice"], f["iou"], f["tolerant_dice"],
+                                                      v["ms_per_slice"]), flush=True)
+            scores.append(v)
+    f = pooled_figures(scores)
+    print("%-5s %6s %7.3f %7.3f %9.3f" % ("all", "", f["dice"], f["iou"], f["tolerant_dice"]))
+    return f
+
+
 def tolerant_counts(pred, ref, tol):
     """Counts for the boundary-tolerant Dice (``tol`` px, in the slice plane), as the evaluate command keeps them."""
     near_p, n_p, near_r, n_r = metrics.tolerant_counts(pred, ref, tol, per_slice=True)
@@ -412,6 +428,8 @@ def main():
                         help="CPU threads for TensorFlow and OpenCV (default: all cores); 1 lets two arms run "
                              "side by side on a 2-core machine")
     args = parser.parse_args()
+    if args.stage in ("final", "pretrain") and not args.arm:
+        parser.error("%s needs --arm" % args.stage)
     if args.threads:
         limit_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
