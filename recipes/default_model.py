@@ -313,7 +313,7 @@ def report(cfg):
                 "groups": {g: figures(v["tp"], v["fp"], v["fn"], v["tolerant"]) for g, v in sorted(groups.items())},
                 "ms_per_slice": round(float(np.mean([v["ms_per_slice"] for v in groups.values()])), 1)}
         phantom = [d for r in results for d in r.get("phantom_dice", {}).values()]    # runs since it was added
-        if len(phantom) == 2 * len(results):
+        if len(phantom) == len(HELD_OUT_PHANTOMS) * len(results):
             line["phantom_dice"] = round(float(np.mean(phantom)), 3)
         rows.append(line)
     os.makedirs(RESULTS, exist_ok=True)

@@ -17,7 +17,12 @@ $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflec
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-clahe \
     --folds G0-3
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3
-$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3
+# longer fine-tuning (every fold's best epoch of e20 was its last ones): the shipped arm
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3
+$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3
+# a quarter of the fine-tuning patches from the pretraining phantoms, to keep their skill (two folds)
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3-phantoms25 \
+    --folds G0-3 G6
 # the 2.5D pretraining (fused skips), compared with the single-slice one on held-out phantom volumes
 $PY recipes/default_model.py pretrain --arm cpu-fine-k3-pretrained
 $PY recipes/default_model.py report
