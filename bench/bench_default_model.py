@@ -28,7 +28,8 @@ from membraneseg.engine import modelfile  # noqa: E402
 
 def phantom_scores(model, seeds):
     for seed, (dice, iou) in recipe.phantom_dice(model, seeds).items():
-        print("phantom seed %d (48x256x256 voxels): Dice %.3f, IoU %.3f" % (seed, dice, iou))
+        print("phantom seed %d (%s voxels): Dice %.3f, IoU %.3f"
+              % (seed, "x".join(map(str, recipe.HELD_OUT_PHANTOM_SHAPE)), dice, iou))
 
 
 def main():

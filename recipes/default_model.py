@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, "runs")
 RESULTS = os.path.join(HERE, "results")
 HELD_OUT_PHANTOMS = (900, 901)        # seeds far from the pretraining's (500..511)
+HELD_OUT_PHANTOM_SHAPE = (48, 256, 256)
 
 
 def load_config(path=os.path.join(HERE, "default_model.json")):
@@ -120,7 +121,7 @@ def phantom_samples(cfg, recipe, config, validation=True):
     return samples
 
 
-def phantom_dice(model_dir, seeds=HELD_OUT_PHANTOMS, shape=(48, 256, 256), voxel_size=10.0):
+def phantom_dice(model_dir, seeds=HELD_OUT_PHANTOMS, shape=HELD_OUT_PHANTOM_SHAPE, voxel_size=10.0):
     """{seed: (Dice, IoU)} of a model on realistic phantoms no recipe trains on, at the model's threshold."""
     from membraneseg.engine import predict, simulate
     p = predict.Predictor(model_dir)
@@ -164,10 +165,7 @@ def run_fold(cfg, arm, test_fold, groups):
         val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=recipe)
     if arm.get("pretrained"):
         config.start_model = pretrain(cfg, arm["preset"], arm["context"], recipe)
-    synthetic = mixed_in(cfg, arm, config, recipe)
-    if arm.get("gan"):
-        synthetic = gan_pairs(cfg, test_fold, train_folds, groups, config)
-        config.synthetic_fraction = cfg["gan"]["fraction"]
+    synthetic, config.synthetic_fraction = synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe)
     if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
         card = modelfile.read_card(out)
     else:
@@ -185,18 +183,24 @@ def run_fold(cfg, arm, test_fold, groups):
     return result
 
 
-def mixed_in(cfg, arm, config, recipe):
-    """The pretraining phantoms, to cut an arm's ``phantom_fraction`` of the fine-tuning patches from, so that the
-    model keeps what it learnt on them (none when the arm does not ask)."""
-    if not arm.get("phantom_fraction"):
-        return []
-    config.synthetic_fraction = arm["phantom_fraction"]
-    return phantom_samples(cfg, recipe, config, validation=False)
+def synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe):
+    """The synthetic items an arm mixes into fine-tuning, and the share of the patches cut from them: GAN pairs
+    (``gan``, Appendix B), the pretraining phantoms (``phantom_fraction``, so that the model keeps what it learnt
+    on them), or none and the configuration's own share."""
+    if arm.get("gan") and arm.get("phantom_fraction"):
+        raise ValueError("arm %s sets both 'gan' and 'phantom_fraction'; the recipe mixes one synthetic source in"
+                         % arm["name"])
+    if arm.get("gan"):
+        return gan_pairs(cfg, test_fold, train_folds, groups, config), cfg["gan"]["fraction"]
+    if arm.get("phantom_fraction"):
+        return phantom_samples(cfg, recipe, config, validation=False), arm["phantom_fraction"]
+    return [], config.synthetic_fraction
 
 
 def gan_pairs(cfg, test_fold, train_folds, groups, config):
     """Synthetic pairs for a fold (Appendix B): a Pix2Pix GAN trained on the fold's training groups only, then
-    ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold."""
+    ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold ("all" for the
+    final model, which trains on every group)."""
     from membraneseg.engine import gan, gan_data, gan_generate
     g = cfg["gan"]
     out = os.path.join(RUNS, "gan", test_fold)
@@ -342,7 +346,9 @@ def markdown_table(rows):
 
 def logo_threshold(results):
     """The threshold (0.01 steps) that maximises Dice pooled over every held-out group of an arm's LOGO runs, and
-    that Dice: the shipped model's threshold is calibrated on fields of view its fold models never saw."""
+    that Dice: the shipped model's threshold is calibrated on fields of view its fold models never saw. It works
+    on the 100-bin probability histograms the cached results keep (not ``metrics.ThresholdCurve``, which needs
+    the probability maps themselves), so a threshold can be chosen for any set of finished folds."""
     pos = np.sum([g["hist_pos"] for r in results for g in r["groups"].values()], axis=0)
     neg = np.sum([g["hist_neg"] for r in results for g in r["groups"].values()], axis=0)
     tp = np.cumsum(pos[::-1])[::-1]          # tp[i]: positives with probability >= i / 100
@@ -375,7 +381,7 @@ def final(cfg, arm_name, out):
     # as many validation slices per group as the arm's LOGO runs had: here they only drive the learning-rate
     # schedule, and that schedule is the one the epochs and threshold were measured with
     per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
-    mixed = mixed_in(cfg, arm, config, recipe)
+    mixed, config.synthetic_fraction = synthetic_pool(cfg, arm, "all", every, groups, config, recipe)
     train.train(fold_items(cfg, groups, every, config, recipe=recipe),
                 fold_items(cfg, groups, every, config, limit=per_group, recipe=recipe), config, work,
                 provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),

@@ -21,10 +21,15 @@ def small_cfg():
 
 def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
     config = train.TrainConfig(preset="tiny", patch=64)
-    assert recipe.mixed_in(small_cfg, {"name": "plain"}, config, None) == []
-    assert config.synthetic_fraction == train.TrainConfig().synthetic_fraction      # untouched
 
-    mixed = recipe.mixed_in(small_cfg, {"name": "mix", "phantom_fraction": 0.25}, config, None)
+    def pool(arm):
+        return recipe.synthetic_pool(small_cfg, arm, "G5", ["G4"], {}, config, None)
+
+    assert pool({"name": "plain"}) == ([], train.TrainConfig().synthetic_fraction)
+    with pytest.raises(ValueError, match="both.*gan.*phantom_fraction"):
+        pool({"name": "both", "gan": True, "phantom_fraction": 0.25})
+
+    mixed, config.synthetic_fraction = pool({"name": "mix", "phantom_fraction": 0.25})
     assert config.synthetic_fraction == 0.25
     every = recipe.phantom_samples(small_cfg, None, config)
     assert [s.source for s in mixed] == [s.source for s in every[:2]]               # training phantoms only
