@@ -6,10 +6,16 @@ leave-one-group-out (LOGO) comparison of arms that chooses what ships.
     .venv/bin/python recipes/default_model.py final  --arm NAME          # train and write the shipped model
     .venv/bin/python recipes/default_model.py pretrain --arm NAME        # only an arm's phantom pretraining
 
-Everything is set in recipes/default_model.json (seeds, data, presets, epochs, augmentation). The shared data
-(../shared/data/dlcryotomo-slices) are read at run time; none of them are written into the repository. Each unit
-of work (a pretraining, an arm on a fold) writes its result under recipes/runs/ and is skipped when rerun, so an
-interrupted run continues where it stopped. Results (JSON) and logs are copied to recipes/results/.
+Everything is set in recipes/default_model.json (seeds, data, presets, epochs, augmentation). An arm names its
+network (``preset``, ``context``) and where it starts (``pretrained`` on phantoms, or ``continue_from`` another
+arm's model of the same fold); it may override fine-tuning settings (``finetune``) and the ``preprocessing``,
+early-stop on slices of its training groups (``val_in_training``), and mix synthetic patches in (``gan`` or
+``phantom_fraction``).
+
+The shared data (../shared/data/dlcryotomo-slices) are read at run time; none of them are written into the
+repository. Each unit of work (a pretraining, an arm on a fold) writes its result under recipes/runs/ and is
+skipped when rerun, so an interrupted run continues where it stopped. Results (JSON) and logs are copied to
+recipes/results/.
 
 The slices are augmented copies of a few fields of view, so folds hold whole groups: G0-G3 share one style and are
 one fold. Foreground is mask > 127. Figures are pooled over the held-out slices and given per group.
@@ -163,8 +169,7 @@ def run_fold(cfg, arm, test_fold, groups):
         val_fold = cfg["val_fold"][test_fold]
         train_folds = [f for f in cfg["folds"] if f not in (test_fold, val_fold)]
         val_items = fold_items(cfg, groups, [val_fold], config, limit=ft["val_per_group"], recipe=recipe)
-    if arm.get("pretrained"):
-        config.start_model = pretrain(cfg, arm["preset"], arm["context"], recipe)
+    config.start_model = start_model(cfg, arm, test_fold, recipe)
     synthetic, config.synthetic_fraction = synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe)
     if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
         card = modelfile.read_card(out)
@@ -181,6 +186,23 @@ def run_fold(cfg, arm, test_fold, groups):
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def start_model(cfg, arm, test_fold, recipe):
+    """The model an arm starts from: another arm's model of the same fold (``continue_from``: more epochs without
+    training the first ones again; ``test_fold`` None is the final stage), the phantom pretraining
+    (``pretrained``), or none (from scratch)."""
+    if arm.get("continue_from"):
+        first = arm["continue_from"]
+        path = os.path.join(RUNS, "logo", "%s-%s" % (first, test_fold)) if test_fold else \
+            os.path.join(RUNS, "final-" + first)
+        if not os.path.exists(os.path.join(path, MODEL_JSON)):
+            raise SystemExit("arm %s continues arm %s, whose model %s is not there: run %s first" % (
+                arm["name"], first, path, "`logo --arms %s`" % first if test_fold else "`final --arm %s`" % first))
+        return path
+    if arm.get("pretrained"):
+        return pretrain(cfg, arm["preset"], arm["context"], recipe)
+    return None
 
 
 def synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe):
@@ -371,8 +393,7 @@ def final(cfg, arm_name, out):
     groups = slices_by_group(cfg)
     config = finetune_config(cfg, arm, cfg["final"]["name"])
     config.epochs, config.patience = epochs, epochs + 1      # no early stopping: every group trains
-    if arm.get("pretrained"):
-        config.start_model = pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
+    config.start_model = start_model(cfg, arm, None, arm_recipe(arm))
     log.info("final model: arm %s, %d epochs, threshold %.2f (LOGO pooled Dice %.3f at it)", arm_name, epochs,
              threshold, logo_dice)
     every = list(cfg["folds"])

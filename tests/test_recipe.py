@@ -49,3 +49,18 @@ def test_held_out_phantom_dice_of_a_model(tmp_path):
     scores = recipe.phantom_dice(modelfile.default_model_path(), seeds=(901,), shape=(8, 96, 96))
     dice, iou = scores[901]
     assert 0.3 < dice < 1 and iou == pytest.approx(dice / (2 - dice), abs=1e-6)
+
+
+def test_an_arm_starts_from_another_arms_model_of_the_same_fold(small_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "RUNS", str(tmp_path))
+    first, more = "e40", {"name": "e40-plus40", "continue_from": "e40"}
+    with pytest.raises(SystemExit, match="logo --arms e40"):
+        recipe.start_model(small_cfg, more, "G6", None)
+    with pytest.raises(SystemExit, match="final --arm e40"):
+        recipe.start_model(small_cfg, more, None, None)
+    for folder in ("logo/%s-G6" % first, "final-%s" % first):
+        os.makedirs(tmp_path / folder)
+        (tmp_path / folder / recipe.MODEL_JSON).write_text("{}")
+    assert recipe.start_model(small_cfg, more, "G6", None) == str(tmp_path / "logo" / "e40-G6")
+    assert recipe.start_model(small_cfg, more, None, None) == str(tmp_path / "final-e40")
+    assert recipe.start_model(small_cfg, {"name": "scratch"}, "G6", None) is None
