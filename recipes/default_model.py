@@ -393,12 +393,12 @@ def final(cfg, arm_name, out):
     groups = slices_by_group(cfg)
     config = finetune_config(cfg, arm, cfg["final"]["name"])
     config.epochs, config.patience = epochs, epochs + 1      # no early stopping: every group trains
-    config.start_model = start_model(cfg, arm, None, arm_recipe(arm))
+    recipe = arm_recipe(arm)
+    config.start_model = start_model(cfg, arm, None, recipe)
     log.info("final model: arm %s, %d epochs, threshold %.2f (LOGO pooled Dice %.3f at it)", arm_name, epochs,
              threshold, logo_dice)
     every = list(cfg["folds"])
     work = os.path.join(RUNS, "final-" + arm_name)
-    recipe = arm_recipe(arm)
     # as many validation slices per group as the arm's LOGO runs had: here they only drive the learning-rate
     # schedule, and that schedule is the one the epochs and threshold were measured with
     per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
