@@ -151,8 +151,8 @@ def make_phantom(p, seed):
 # ----------------------------------------------------------------------------- LOGO
 def run_fold(cfg, arm, test_fold, groups):
     """Fine-tune (or train) ``arm`` without ``test_fold``; score the held-out slices. Cached on disk."""
-    tag = "%s-%s" % (arm["name"], test_fold)
-    out = os.path.join(RUNS, "logo", tag)
+    out = run_dir(arm["name"], test_fold)
+    tag = os.path.basename(out)
     result_path = os.path.join(out, "result.json")
     if os.path.exists(result_path):
         with open(result_path) as f:
@@ -194,8 +194,7 @@ def start_model(cfg, arm, test_fold, recipe):
     (``pretrained``), or none (from scratch)."""
     if arm.get("continue_from"):
         first = arm["continue_from"]
-        path = os.path.join(RUNS, "logo", "%s-%s" % (first, test_fold)) if test_fold else \
-            os.path.join(RUNS, "final-" + first)
+        path = run_dir(first, test_fold)
         if not os.path.exists(os.path.join(path, MODEL_JSON)):
             raise SystemExit("arm %s continues arm %s, whose model %s is not there: run %s first" % (
                 arm["name"], first, path, "`logo --arms %s`" % first if test_fold else "`final --arm %s`" % first))
@@ -221,11 +220,11 @@ def synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe):
 
 def gan_pairs(cfg, test_fold, train_folds, groups, config):
     """Synthetic pairs for a fold (Appendix B): a Pix2Pix GAN trained on the fold's training groups only, then
-    ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold ("all" for the
-    final model, which trains on every group)."""
+    ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold (``None``, the
+    final stage, which trains on every group: "all")."""
     from membraneseg.engine import gan, gan_data, gan_generate
     g = cfg["gan"]
-    out = os.path.join(RUNS, "gan", test_fold)
+    out = os.path.join(RUNS, "gan", test_fold or "all")
     model_dir, pairs_dir = os.path.join(out, "model"), os.path.join(out, "pairs")
     if not os.path.exists(os.path.join(pairs_dir, PAIRS_JSON)):
         pairs = [gan_data.load_image_pair(i, m, cfg["pixel_size"], grp)
@@ -398,11 +397,11 @@ def final(cfg, arm_name, out):
     log.info("final model: arm %s, %d epochs, threshold %.2f (LOGO pooled Dice %.3f at it)", arm_name, epochs,
              threshold, logo_dice)
     every = list(cfg["folds"])
-    work = os.path.join(RUNS, "final-" + arm_name)
+    work = run_dir(arm_name, None)
     # as many validation slices per group as the arm's LOGO runs had: here they only drive the learning-rate
     # schedule, and that schedule is the one the epochs and threshold were measured with
     per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
-    mixed, config.synthetic_fraction = synthetic_pool(cfg, arm, "all", every, groups, config, recipe)
+    mixed, config.synthetic_fraction = synthetic_pool(cfg, arm, None, every, groups, config, recipe)
     train.train(fold_items(cfg, groups, every, config, recipe=recipe),
                 fold_items(cfg, groups, every, config, limit=per_group, recipe=recipe), config, work,
                 provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
@@ -426,8 +425,15 @@ def final(cfg, arm_name, out):
     log.info("wrote %s", out)
 
 
+def run_dir(arm_name, test_fold):
+    """The working folder of an arm's LOGO run with ``test_fold`` held out, or of its final stage (``None``)."""
+    if test_fold is None:
+        return os.path.join(RUNS, "final-" + arm_name)
+    return os.path.join(RUNS, "logo", "%s-%s" % (arm_name, test_fold))
+
+
 def cached_result(arm, fold):
-    path = os.path.join(RUNS, "logo", "%s-%s" % (arm, fold), "result.json")
+    path = os.path.join(run_dir(arm, fold), "result.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)

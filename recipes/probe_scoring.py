@@ -30,7 +30,7 @@ def held_out_probabilities(cfg, groups, arm, tta):
     """{group: [(probability slice, reference mask), ...]} from each fold model on its held-out slices."""
     out, seconds = {}, 0.0
     for fold in cfg["folds"]:
-        model_dir = os.path.join(recipe.RUNS, "logo", "%s-%s" % (arm, fold))
+        model_dir = recipe.run_dir(arm, fold)
         p = predict.Predictor(model_dir, batch_size=8, tta=tta)
         for g in cfg["folds"][fold]:
             t = time.time()
