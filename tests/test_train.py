@@ -371,3 +371,26 @@ def test_multiclass_model_trains_and_segments_labels(tmp_path):
     assert set(np.unique(io.read(mask_path).data)) <= set(range(classes))
     prob = io.read(prob_path).data
     assert 0 <= float(prob.min()) and float(prob.max()) <= 1
+
+
+def test_tolerant_loss_forgives_a_shift_within_the_tolerance_but_not_a_miss():
+    """The tolerant Dice loss dilates by the same Euclidean disk as the evaluation's tolerance, so a membrane
+    drawn 2 px off costs nothing in it (while plain soft Dice counts it as entirely missed), one 3 px off does,
+    and so does a membrane missed altogether."""
+    from keras import ops
+    rng = np.random.default_rng(0)
+    mask = (rng.random((1, 32, 32, 1)) > 0.97).astype("float32")
+    dilated = np.asarray(train.dilate_disk(ops.convert_to_tensor(mask), 2))[0, ..., 0] > 0
+    counted = metrics.tolerant_counts(np.ones((1, 32, 32), bool), mask[..., 0] > 0, 2, per_slice=True)
+    assert np.count_nonzero(dilated) == counted[0]                 # the disk is the metric's tolerance
+    line = np.zeros((1, 32, 32, 1), "float32")
+    line[0, 10:22, 16] = 1
+
+    def shifted(dx):
+        return np.roll(line, dx, axis=2)
+    loss, dice = train.make_loss("bce+dice+tolerant", 1), train.make_loss("dice", 1)
+    tolerant = [float(loss(line, shifted(dx))) - float(train.make_loss("bce+dice", 1)(line, shifted(dx)))
+                for dx in (0, 2, 3)]
+    assert tolerant[0] == pytest.approx(0, abs=1e-6) and tolerant[1] == pytest.approx(0, abs=1e-6)
+    assert tolerant[2] > 0.9 and float(dice(line, shifted(2))) > 0.9
+    assert float(loss(line, np.zeros_like(line))) > float(loss(line, shifted(2)))

@@ -240,7 +240,7 @@ def cmd_phantoms(args):
 
 # ----------------------------------------------------------------------------- train
 def add_train(sub):
-    from .trainconfig import BORDERS, TrainConfig
+    from .trainconfig import BORDERS, LOSS_TOLERANCE_PX, LOSSES, TrainConfig
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model, or fine-tune one with --start-model",
                        description="Trains on tomograms with label maps (--volume) and/or folders of 2D "
@@ -304,9 +304,10 @@ def add_train(sub):
     p.add_argument("--steps", type=int, default=d.steps_per_epoch, help="batches per epoch")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--loss", default=d.loss, choices=("bce", "dice", "focal", "bce+dice"),
-                   help="bce: binary cross-entropy (categorical for classes); dice; focal; bce+dice (default %s)"
-                        % d.loss)
+    p.add_argument("--loss", default=d.loss, choices=LOSSES,
+                   help="bce: binary cross-entropy (categorical for classes); dice; focal; bce+dice; "
+                        "bce+dice+tolerant adds a boundary-tolerant Dice (%d px in-plane) (default %s)"
+                        % (LOSS_TOLERANCE_PX, d.loss))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--rot90", action="store_true",
                    help="also turn patches by random multiples of 90 degrees (not in the paper's recipe)")

@@ -7,6 +7,10 @@ from typing import List, Optional
 
 
 BORDERS = ("reflect", "replicate")     # what patches may show beyond an image's edge; the first is the default
+# training losses; "tolerant" is the boundary-tolerant Dice (2 px in-plane, as evaluation measures it), which
+# forgives a membrane drawn a pixel or two off but not one missed or invented
+LOSSES = ("bce", "dice", "focal", "bce+dice", "bce+dice+tolerant")
+LOSS_TOLERANCE_PX = 2
 
 
 @dataclass
@@ -20,7 +24,7 @@ class TrainConfig:
     steps_per_epoch: int = 50
     batch_size: int = 8
     learning_rate: float = 1e-3
-    loss: str = "bce"                  # bce | dice | focal | bce+dice (cce for classes > 1)
+    loss: str = "bce"                  # one of LOSSES (bce means cce for classes > 1)
     augment: bool = True
     rot90: bool = False                # also turn patches by a random multiple of 90° (the paper does not)
     intensity: float = 0.0             # strength of contrast/brightness/blur/noise augmentation; 0 = off (paper)

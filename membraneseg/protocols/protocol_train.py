@@ -16,7 +16,7 @@ from pyworkflow.utils import Message
 from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine import io, modelfile
-from ..engine.trainconfig import BORDERS
+from ..engine.trainconfig import BORDERS, LOSS_TOLERANCE_PX, LOSSES
 from ..objects import MembraneSegModel
 from .base import addComputeParams, runEngineExplained
 
@@ -25,7 +25,6 @@ from .base import addComputeParams, runEngineExplained
 # side must not, so the names are repeated here and a test keeps both lists equal.
 PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
-LOSSES = ("bce", "dice", "focal", "bce+dice")
 BINARY, MULTICLASS = 0, 1
 DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say
 
@@ -225,10 +224,13 @@ class ProtMembraneSegTrain(EMProtocol):
                       label="Learning rate",
                       help="Adam's initial learning rate; it is halved when the validation loss stalls. 1e-3 to "
                            "train from scratch; 1e-4 is gentler for fine-tuning.")
-        form.addParam("loss", params.EnumParam, choices=["cross-entropy", "Dice", "focal", "cross-entropy + Dice"],
+        form.addParam("loss", params.EnumParam, choices=["cross-entropy", "Dice", "focal", "cross-entropy + Dice",
+                                                         "cross-entropy + Dice + tolerant Dice"],
                       default=0, label="Loss",
                       help="cross-entropy: BCE (binary) or CCE (multi-class), the paper's choice. Dice and focal "
-                           "suit thin membranes that cover few pixels.")
+                           "suit thin membranes that cover few pixels. Tolerant Dice also counts a membrane "
+                           "predicted within %d pixels of the annotation as found, so it rewards finding every "
+                           "membrane over tracing each one to the pixel." % LOSS_TOLERANCE_PX)
         form.addParam("patience", params.IntParam, default=6, validators=[params.GE(1)],
                       label="Early-stopping patience (epochs)",
                       help="Stop after this many epochs without a better validation loss, and keep the best "
