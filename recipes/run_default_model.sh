@@ -25,4 +25,15 @@ $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflec
     --folds G0-3 G6
 # the 2.5D pretraining (fused skips), compared with the single-slice one on held-out phantom volumes
 $PY recipes/default_model.py pretrain --arm cpu-fine-k3-pretrained
+# preset and input mode at the same recipe and 20 epochs: 2.5D k=3, the cpu preset
+$PY recipes/default_model.py logo --arms cpu-fine-k3-pretrained-allgroups-reflect-style-e20-lr1e-3 \
+    cpu-k1-pretrained-allgroups-reflect-style-e20-lr1e-3
+# longer fine-tuning of the 40-epoch fold models (G0-G3 only: it gained nothing there)
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-plus20 \
+    --folds G0-3
+# the boundary-tolerant loss: from the pretraining in 20 epochs, and 10 epochs continuing the 40-epoch models,
+# whose final stage continues the 40-epoch final model: the shipped model
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3-tolerant \
+    cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
+$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
 $PY recipes/default_model.py report
