@@ -124,6 +124,14 @@ class TestForms(BaseTest):
             for section in self.proj.newProtocol(protClass).iterDefinitionSections():
                 check(protClass, section)
 
+    def test_train_loss_choices_are_the_engine_losses(self):
+        """The form's Loss labels are indexes into the engine's LOSSES: one label per loss, in its order."""
+        from membraneseg.engine.trainconfig import LOSSES
+        from membraneseg.protocols.protocol_train import ProtMembraneSegTrain
+        choices = self.proj.newProtocol(ProtMembraneSegTrain).getParam("loss").choices
+        self.assertEqual(len(choices), len(LOSSES))
+        self.assertIn("tolerant", choices[LOSSES.index("bce+dice+tolerant")])
+
     def test_forms_build_and_are_screenshotted(self):
         prefix = displayPrefix()
         if prefix is None:
