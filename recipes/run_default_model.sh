@@ -36,4 +36,6 @@ $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflec
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3-tolerant \
     cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
 $PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
+# 10 epochs more of the tolerant loss (a smaller gain, not shipped)
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10-plus10
 $PY recipes/default_model.py report
