@@ -5,12 +5,14 @@ Kept apart from train.py so that the command line can show these defaults withou
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from .evaluate import DEFAULT_TOLERANCE
+
 
 BORDERS = ("reflect", "replicate")     # what patches may show beyond an image's edge; the first is the default
-# training losses; "tolerant" is the boundary-tolerant Dice (2 px in-plane, as evaluation measures it), which
+# training losses; "tolerant" is the boundary-tolerant Dice (in-plane, at the evaluation's tolerance), which
 # forgives a membrane drawn a pixel or two off but not one missed or invented
 LOSSES = ("bce", "dice", "focal", "bce+dice", "bce+dice+tolerant")
-LOSS_TOLERANCE_PX = 2
+LOSS_TOLERANCE_PX = int(DEFAULT_TOLERANCE)
 
 
 @dataclass
