@@ -405,19 +405,18 @@ def make_loss(name, classes):
         return 1.0 - 2.0 * precision * recall / (precision + recall)
 
     if classes > 1:
-        cce = keras.losses.CategoricalCrossentropy()
+        ce, focal = keras.losses.CategoricalCrossentropy(), keras.losses.CategoricalFocalCrossentropy(gamma=2.0)
 
         def fg(f):   # over the foreground classes: background would dominate it
             return lambda y, p: f(y[..., 1:], p[..., 1:])
-        dice, tolerant = fg(soft_dice), fg(soft_tolerant_dice)
-        return {"bce": cce, "cce": cce, "dice": dice, "focal": keras.losses.CategoricalFocalCrossentropy(gamma=2.0),
-                "bce+dice": lambda y, p: cce(y, p) + dice(y, p),
-                "bce+dice+tolerant": lambda y, p: cce(y, p) + dice(y, p) + tolerant(y, p)}[name]
-    bce = keras.losses.BinaryCrossentropy()
-    focal = keras.losses.BinaryFocalCrossentropy(gamma=2.0)
-    return {"bce": bce, "dice": soft_dice, "focal": focal,
-            "bce+dice": lambda y, p: bce(y, p) + soft_dice(y, p),
-            "bce+dice+tolerant": lambda y, p: bce(y, p) + soft_dice(y, p) + soft_tolerant_dice(y, p)}[name]
+        dice, tolerant, names = fg(soft_dice), fg(soft_tolerant_dice), {"cce": ce}
+    else:
+        ce, focal = keras.losses.BinaryCrossentropy(), keras.losses.BinaryFocalCrossentropy(gamma=2.0)
+        dice, tolerant, names = soft_dice, soft_tolerant_dice, {}
+    names.update({"bce": ce, "dice": dice, "focal": focal,
+                  "bce+dice": lambda y, p: ce(y, p) + dice(y, p),
+                  "bce+dice+tolerant": lambda y, p: ce(y, p) + dice(y, p) + tolerant(y, p)})
+    return names[name]
 
 
 # ----------------------------------------------------------------------------- the loop
