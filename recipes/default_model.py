@@ -8,9 +8,9 @@ leave-one-group-out (LOGO) comparison of arms that chooses what ships.
 
 Everything is set in recipes/default_model.json (seeds, data, presets, epochs, augmentation). An arm names its
 network (``preset``, ``context``) and where it starts (``pretrained`` on phantoms, or ``continue_from`` another
-arm's model of the same fold); it may override fine-tuning settings (``finetune``) and the ``preprocessing``,
-early-stop on slices of its training groups (``val_in_training``), and mix synthetic patches in (``gan`` or
-``phantom_fraction``).
+arm's model of the same fold); it may override pretraining settings (``pretrain``, e.g. more epochs), fine-tuning
+settings (``finetune``) and the ``preprocessing``, early-stop on slices of its training groups
+(``val_in_training``), and mix synthetic patches in (``gan`` or ``phantom_fraction``).
 
 The shared data (../shared/data/dlcryotomo-slices) are read at run time; none of them are written into the
 repository. Each unit of work (a pretraining, an arm on a fold) writes its result under recipes/runs/ and is
@@ -95,29 +95,30 @@ def arm_recipe(arm):
 
 
 # ----------------------------------------------------------------------------- pretraining
-def pretrain(cfg, preset, context, recipe=None):
-    """Pretrain on phantoms (once per preset, context and preprocessing recipe); returns the model folder."""
-    p = cfg["pretrain"]
+def pretrain(cfg, preset, context, recipe=None, overrides=None):
+    """Pretrain on phantoms (once per preset, context, preprocessing recipe and pretraining overrides, such as
+    more epochs); returns the model folder."""
+    p = dict(cfg["pretrain"], **(overrides or {}))
     filters = sorted(set(recipes.comparable(recipe)) - {"normalize"})
-    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + step for step in filters))
+    changed = ["%s%s" % (k, v) for k, v in sorted((overrides or {}).items())]
+    out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + s for s in filters + changed))
     if os.path.exists(os.path.join(out, "membraneseg_model.json")):
         return out
     config = train.TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
                                epochs=p["epochs"], steps_per_epoch=p["steps"], batch_size=p["batch_size"],
                                learning_rate=p["learning_rate"], loss=p["loss"], patience=p["patience"],
                                rot90=p["rot90"], intensity=p["intensity"], name="pretrain %s k%d" % (preset, context))
-    samples = phantom_samples(cfg, recipe, config)
-    log.info("pretraining %s k%d on %d phantoms", preset, context, p["count"])
+    samples = phantom_samples(p, recipe, config)
+    log.info("pretraining %s k%d on %d phantoms, %d epochs at most", preset, context, p["count"], p["epochs"])
     train.train(samples[:p["count"]], samples[p["count"]:], config, out,
                 provenance={"data": "phantoms (%s), seeds %d.." % (p["kind"], p["seed"])},
                 preprocessing=recipe)
     return out
 
 
-def phantom_samples(cfg, recipe, config, validation=True):
-    """The pretraining phantoms as training items (the validation ones last, unless ``validation`` is False),
-    prepared by ``recipe`` as the network sees them."""
-    p = cfg["pretrain"]
+def phantom_samples(p, recipe, config, validation=True):
+    """The pretraining phantoms of settings ``p`` as training items (the validation ones last, unless
+    ``validation`` is False), prepared by ``recipe`` as the network sees them."""
     samples = []
     for i in range(p["count"] + (p["val_count"] if validation else 0)):
         tomo, labels = make_phantom(p, p["seed"] + i)
@@ -200,7 +201,7 @@ def start_model(cfg, arm, test_fold, recipe):
                 arm["name"], first, path, "`logo --arms %s`" % first if test_fold else "`final --arm %s`" % first))
         return path
     if arm.get("pretrained"):
-        return pretrain(cfg, arm["preset"], arm["context"], recipe)
+        return pretrain(cfg, arm["preset"], arm["context"], recipe, arm.get("pretrain"))
     return None
 
 
@@ -214,7 +215,8 @@ def synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe):
     if arm.get("gan"):
         return gan_pairs(cfg, test_fold, train_folds, groups, config), cfg["gan"]["fraction"]
     if arm.get("phantom_fraction"):
-        return phantom_samples(cfg, recipe, config, validation=False), arm["phantom_fraction"]
+        p = dict(cfg["pretrain"], **arm.get("pretrain", {}))
+        return phantom_samples(p, recipe, config, validation=False), arm["phantom_fraction"]
     return [], config.synthetic_fraction
 
 
@@ -475,7 +477,7 @@ def main():
         return
     if args.stage == "pretrain":          # the phantom pretraining of an arm alone (cached like the others)
         arm = next(a for a in cfg["arms"] if a["name"] == args.arm)
-        pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm))
+        pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm), arm.get("pretrain"))
         return
     groups = slices_by_group(cfg)
     for arm in cfg["arms"]:

@@ -31,7 +31,7 @@ def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
 
     mixed, config.synthetic_fraction = pool({"name": "mix", "phantom_fraction": 0.25})
     assert config.synthetic_fraction == 0.25
-    every = recipe.phantom_samples(small_cfg, None, config)
+    every = recipe.phantom_samples(small_cfg["pretrain"], None, config)
     assert [s.source for s in mixed] == [s.source for s in every[:2]]               # training phantoms only
     for s, t in zip(mixed, every):
         assert np.array_equal(s.image, t.image) and np.array_equal(s.labels, t.labels)
@@ -64,3 +64,15 @@ def test_an_arm_starts_from_another_arms_model_of_the_same_fold(small_cfg, tmp_p
     assert recipe.start_model(small_cfg, more, "G6", None) == str(tmp_path / "logo" / "e40-G6")
     assert recipe.start_model(small_cfg, more, None, None) == str(tmp_path / "final-e40")
     assert recipe.start_model(small_cfg, {"name": "scratch"}, "G6", None) is None
+
+
+def test_an_arm_with_its_own_pretraining_settings_has_its_own_pretrained_model(small_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "RUNS", str(tmp_path))
+    longer = {"name": "long", "preset": "tiny", "context": 1, "pretrained": True,
+              "pretrain": {"epochs": 30, "patience": 6}}
+    for folder in ("pretrain-tiny-k1", "pretrain-tiny-k1-epochs30-patience6"):      # cached: nothing trains
+        os.makedirs(tmp_path / folder)
+        (tmp_path / folder / recipe.MODEL_JSON).write_text("{}")
+    assert recipe.start_model(small_cfg, longer, "G6", None) == str(tmp_path / "pretrain-tiny-k1-epochs30-patience6")
+    plain = dict(longer, pretrain=None)
+    assert recipe.start_model(small_cfg, plain, "G6", None) == str(tmp_path / "pretrain-tiny-k1")
