@@ -78,12 +78,10 @@ def main():
     parser.add_argument("--arms", nargs="+", required=True)
     parser.add_argument("--soup", action="store_true", help="also score the weight soup of all the arms")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "probe-ensemble.json"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    cfg = recipe.load_config()
-    if not recipe.shared_data(cfg):
+    args, cfg, groups = probe.start(parser)
+    if cfg is None:
         return
-    groups, tol = recipe.slices_by_group(cfg), cfg["tolerance_px"]
+    tol = cfg["tolerance_px"]
     single = {a: probe.held_out_probabilities(cfg, groups, a, False) for a in args.arms}
     rows = [row(a, *single[a], tol) for a in args.arms]
     for n in range(2, len(args.arms) + 1):

@@ -94,22 +94,12 @@ def model_figures(cfg, groups, arm, every):
 
 def thinning_figures(probs, tol):
     """Pooled figures of the thinned prediction for each ALPHA, at the threshold that maximises pooled Dice."""
-    local_max = {g: [ndimage.maximum_filter(p[0], size=3) for p, _ in pairs] for g, pairs in probs.items()}
     out = {}
     for alpha in THIN_ALPHAS:
-        best = None
-        for t in THIN_THRESHOLDS:
-            counts = []
-            for g, pairs in probs.items():
-                c, tolc = np.zeros(3, np.int64), {"tp_p": 0, "n_p": 0, "tp_r": 0, "n_r": 0}
-                for (p, ref), m in zip(pairs, local_max[g]):
-                    pred = (p[0] >= t) & (p[0] >= alpha * m)
-                    c += metrics.confusion(pred, ref)[:3]
-                    for k, v in recipe.tolerant_counts(pred[None], ref[None], tol).items():
-                        tolc[k] += v
-                counts.append(dict(tp=int(c[0]), fp=int(c[1]), fn=int(c[2]), tolerant=tolc))
-            pooled = dict(recipe.pooled_figures(counts), threshold=t)
-            best = pooled if best is None or pooled["dice"] > best["dice"] else best
+        def keep(p):
+            return p >= alpha * ndimage.maximum_filter(p, size=3)
+        best = max((dict(probe.figures_at(probs, t, 0, tol, keep)[1], threshold=t) for t in THIN_THRESHOLDS),
+                   key=lambda f: f["dice"])
         out[str(alpha)] = best
         log.info("thinning to %.1f of the 3x3 maximum: pooled Dice %.3f, tolerant %.3f at threshold %.2f", alpha,
                  best["dice"], best["tolerant_dice"], best["threshold"])
@@ -121,12 +111,9 @@ def main():
     parser.add_argument("--arm", help="also measure this arm's fold models (cached LOGO runs)")
     parser.add_argument("--every", type=int, default=1, help="use every N-th slice of each group")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "probe-geometry.json"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    cfg = recipe.load_config()
-    if not recipe.shared_data(cfg):
+    args, cfg, groups = probe.start(parser)
+    if cfg is None:
         return
-    groups = recipe.slices_by_group(cfg)
     result = dict(annotation=annotation_figures(groups, args.every))
     if args.arm:
         model, thinned = model_figures(cfg, groups, args.arm, args.every)

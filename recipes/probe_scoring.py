@@ -43,14 +43,17 @@ def held_out_probabilities(cfg, groups, arm, tta):
     return out, 1000 * seconds / sum(len(v) for v in out.values())
 
 
-def figures_at(probs, threshold, min_size, tol):
-    """Per group and pooled Dice, IoU and tolerant Dice at ``threshold`` after removing pieces < min_size px."""
+def figures_at(probs, threshold, min_size, tol, keep=None):
+    """Per group and pooled Dice, IoU and tolerant Dice at ``threshold`` after removing pieces < min_size px;
+    ``keep``, when given, maps a probability slice to the pixels that may stay foreground."""
     per_group = {}
     for g, pairs in probs.items():
         counts = np.zeros(3, np.int64)
         tolc = {"tp_p": 0, "n_p": 0, "tp_r": 0, "n_r": 0}
         for prob, ref in pairs:
             pred = prob[0] >= threshold
+            if keep is not None:
+                pred &= keep(prob[0])
             if min_size:
                 labels, lut, _, _ = clean.components(pred[None], min_size)
                 pred = lut[labels[0]] > 0
@@ -70,17 +73,25 @@ def calibrate(probs):
     return curve.best(np.round(np.arange(0.05, 0.951, 0.01), 3))[0]
 
 
+def start(parser):
+    """Parse the probe's arguments and set up its log; with the recipe's config and its slices by group, or
+    ``None`` for both when the shared data are absent (the probe then says so and stops)."""
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    cfg = recipe.load_config()
+    if not recipe.shared_data(cfg):
+        return args, None, None
+    return args, cfg, recipe.slices_by_group(cfg)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arm", default="cpu-fine-k1-pretrained-allgroups")
     parser.add_argument("--min-size", type=int, nargs="*", default=[0, 20, 50, 100])
     parser.add_argument("--out", default=os.path.join(HERE, "results", "probe-scoring.json"))
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    cfg = recipe.load_config()
-    if not recipe.shared_data(cfg):
+    args, cfg, groups = start(parser)
+    if cfg is None:
         return
-    groups = recipe.slices_by_group(cfg)
     rows = []
     for tta in (False, True):
         probs, ms = held_out_probabilities(cfg, groups, args.arm, tta)
