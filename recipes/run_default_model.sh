@@ -38,4 +38,16 @@ $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflec
 $PY recipes/default_model.py final --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
 # 10 epochs more of the tolerant loss (a smaller gain, not shipped)
 $PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10-plus10
+# what caps held-out Dice, no training: annotation geometry, thinning, ensembles and a weight soup
+$PY recipes/probe_geometry.py --arm cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10
+$PY recipes/probe_ensemble.py --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3 \
+    cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10 \
+    cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10-plus10 --soup \
+    --out recipes/results/probe-ensemble-chain.json
+$PY recipes/probe_ensemble.py --arms cpu-fine-k1-pretrained-allgroups-reflect-style-e40-lr1e-3-tolerant10 \
+    cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3-tolerant \
+    cpu-fine-k3-pretrained-allgroups-reflect-style-e20-lr1e-3 cpu-k1-pretrained-allgroups-reflect-style-e20-lr1e-3 \
+    --out recipes/results/probe-ensemble-diverse.json
+# a longer phantom pretraining (30 epochs instead of 8), then the e20-lr1e-3 fine-tuning
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3
 $PY recipes/default_model.py report
