@@ -477,7 +477,9 @@ def main():
         return
     if args.stage == "pretrain":          # the phantom pretraining of an arm alone (cached like the others)
         arm = next(a for a in cfg["arms"] if a["name"] == args.arm)
-        pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm), arm.get("pretrain"))
+        folder = pretrain(cfg, arm["preset"], arm["context"], arm_recipe(arm), arm.get("pretrain"))
+        log.info("%s on the held-out phantoms: %s", folder, ", ".join(
+            "seed %d Dice %.3f" % (seed, dice) for seed, (dice, _) in phantom_dice(folder).items()))
         return
     groups = slices_by_group(cfg)
     for arm in cfg["arms"]:
