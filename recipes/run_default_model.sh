@@ -48,6 +48,12 @@ $PY recipes/probe_ensemble.py --arms cpu-fine-k1-pretrained-allgroups-reflect-st
     cpu-fine-k1-pretrained-allgroups-reflect-style-e20-lr1e-3-tolerant \
     cpu-fine-k3-pretrained-allgroups-reflect-style-e20-lr1e-3 cpu-k1-pretrained-allgroups-reflect-style-e20-lr1e-3 \
     --out recipes/results/probe-ensemble-diverse.json
-# a longer phantom pretraining (30 epochs instead of 8), then the e20-lr1e-3 fine-tuning
-$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3
+# a longer phantom pretraining (30 epochs instead of 8), then the e20-lr1e-3 fine-tuning and 10 epochs of the
+# tolerant loss on top: the shipped model (its final stages run one thread beside the validation runs, then two)
+$PY recipes/default_model.py pretrain --arm cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3
+$PY recipes/default_model.py logo --arms cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3 \
+    cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3-tolerant10
+$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3 \
+    --out recipes/runs/final-e20-unshipped
+$PY recipes/default_model.py final --arm cpu-fine-k1-pretrained30-allgroups-reflect-style-e20-lr1e-3-tolerant10
 $PY recipes/default_model.py report
