@@ -95,10 +95,15 @@ def arm_recipe(arm):
 
 
 # ----------------------------------------------------------------------------- pretraining
+def pretrain_settings(cfg, overrides):
+    """The config's pretraining settings with an arm's ``pretrain`` overrides (None: none) applied."""
+    return dict(cfg["pretrain"], **(overrides or {}))
+
+
 def pretrain(cfg, preset, context, recipe=None, overrides=None):
     """Pretrain on phantoms (once per preset, context, preprocessing recipe and pretraining overrides, such as
     more epochs); returns the model folder."""
-    p = dict(cfg["pretrain"], **(overrides or {}))
+    p = pretrain_settings(cfg, overrides)
     filters = sorted(set(recipes.comparable(recipe)) - {"normalize"})
     changed = ["%s%s" % (k, v) for k, v in sorted((overrides or {}).items())]
     out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + s for s in filters + changed))
@@ -215,7 +220,7 @@ def synthetic_pool(cfg, arm, test_fold, train_folds, groups, config, recipe):
     if arm.get("gan"):
         return gan_pairs(cfg, test_fold, train_folds, groups, config), cfg["gan"]["fraction"]
     if arm.get("phantom_fraction"):
-        p = dict(cfg["pretrain"], **arm.get("pretrain", {}))
+        p = pretrain_settings(cfg, arm.get("pretrain"))
         return phantom_samples(p, recipe, config, validation=False), arm["phantom_fraction"]
     return [], config.synthetic_fraction
 

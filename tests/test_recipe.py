@@ -42,6 +42,9 @@ def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
     x, y = sampler.batch(200)
     from_phantoms = np.mean([np.any(p != 0) for p in x])
     assert 0.15 < from_phantoms < 0.35
+    # an arm with its own pretraining settings mixes in its own pretraining's phantoms
+    fewer, _ = pool({"name": "mix-one", "phantom_fraction": 0.25, "pretrain": {"count": 1}})
+    assert [s.source for s in fewer] == [s.source for s in every[:1]]
 
 
 def test_held_out_phantom_dice_of_a_model(tmp_path):
