@@ -46,14 +46,11 @@ def soup(arms, fold, folder):
 def soup_probabilities(cfg, groups, arms):
     """Held-out probabilities of the per-fold weight soups of ``arms``, as ``probe.held_out_probabilities``."""
     tmp = tempfile.mkdtemp(prefix="soup-")
-    real_run_dir = recipe.run_dir
     try:
         for fold in cfg["folds"]:
             soup(arms, fold, os.path.join(tmp, fold))
-        recipe.run_dir = lambda arm, fold: os.path.join(tmp, fold)
-        return probe.held_out_probabilities(cfg, groups, "soup", False)
+        return probe.held_out_probabilities(cfg, groups, "soup", False, model_dir=lambda fold: os.path.join(tmp, fold))
     finally:
-        recipe.run_dir = real_run_dir
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -26,12 +26,13 @@ from membraneseg.engine import clean, io, metrics, predict  # noqa: E402
 log = logging.getLogger("probe")
 
 
-def held_out_probabilities(cfg, groups, arm, tta):
-    """{group: [(probability slice, reference mask), ...]} from each fold model on its held-out slices."""
+def held_out_probabilities(cfg, groups, arm, tta, model_dir=None):
+    """{group: [(probability slice, reference mask), ...]} from each fold model on its held-out slices: the arm's
+    cached LOGO models, or ``model_dir(fold)``'s when given."""
     out, seconds = {}, 0.0
     for fold in cfg["folds"]:
-        model_dir = recipe.run_dir(arm, fold)
-        p = predict.Predictor(model_dir, batch_size=8, tta=tta)
+        model_dir_of_fold = model_dir(fold) if model_dir else recipe.run_dir(arm, fold)
+        p = predict.Predictor(model_dir_of_fold, batch_size=8, tta=tta)
         for g in cfg["folds"][fold]:
             t = time.time()
             out[g] = []
