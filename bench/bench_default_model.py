@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import default_model as recipe  # noqa: E402
 
-from membraneseg.engine import modelfile  # noqa: E402
+from membraneseg.engine.network import modelfile
 
 
 def phantom_scores(model, seeds):

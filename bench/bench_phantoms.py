@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from membraneseg.engine import simulate, tomography  # noqa: E402
+from membraneseg.engine.simulation import simulate, tomography
 
 STAGES = ("scene", "render", "project", "misalign+noise", "wbp")
 

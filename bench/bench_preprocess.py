@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from membraneseg.engine import binning, clahe, eed, io, preprocess, recipes, streaming  # noqa: E402
+from membraneseg.engine.preprocessing import binning, clahe, eed, preprocess, recipes
+from membraneseg.engine.core import io, streaming
 
 
 def synthetic(path, shape, seed=0):
@@ -88,7 +89,7 @@ def main():
 
     # the whole default chain, file to file, in a fresh process: its peak memory
     out = os.path.join(folder, "out.mrc")
-    code = ("import sys, time; sys.path.insert(0, %r); from membraneseg.engine import recipes; "
+    code = ("import sys, time; sys.path.insert(0, %r); from membraneseg.engine.preprocessing import recipes; "
             "t = time.perf_counter(); recipes.apply_recipe(%r, %r, recipes.DEFAULT_RECIPE); "
             "print('chain (normalise, EED, CLAHE), file to file: %%.1f s' %% (time.perf_counter() - t))"
             % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), src, out))

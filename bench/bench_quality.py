@@ -41,7 +41,7 @@ def load():
 
 
 def phantoms():
-    from membraneseg.engine import phantoms as ph
+    from membraneseg.engine.simulation import phantoms as ph
     out = []
     for seed in (300, 301):
         tomo, labels = ph.simple_phantom((24, 768, 768), 10.0, seed=seed, snr=1.5)
@@ -50,7 +50,7 @@ def phantoms():
 
 
 def real_slices(groups):
-    from membraneseg.engine import io
+    from membraneseg.engine.core import io
     with open(os.path.join(DATA, "manifest.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["labeled"] == "1" and (not groups or r["group"] in groups)]
     return [(np.asarray(io.read(os.path.join(DATA, r["image_png"])).data[0], np.float32),
@@ -59,7 +59,8 @@ def real_slices(groups):
 
 def run(model, items, variants):
     """Pooled Dice, seconds and the probabilities of every variant over ``items`` [(image or stack, truth)]."""
-    from membraneseg.engine import metrics, predict
+    from membraneseg.engine.measurement import metrics
+    from membraneseg.engine.segmentation import predict
     results = {}
     for name, mode, precision, kwargs in variants:
         overlap, tta = predict.MODES[mode]
@@ -94,7 +95,7 @@ def main():
     parser.add_argument("--real-model", default=None, help="model folder for the real slices (default: --model)")
     parser.add_argument("--groups", nargs="*", default=[], help="groups of real slices (default: all)")
     args = parser.parse_args()
-    from membraneseg.engine import modelfile
+    from membraneseg.engine.network import modelfile
     model = args.model or modelfile.default_model_path()
     real_model = args.real_model or model
 

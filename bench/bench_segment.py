@@ -63,7 +63,7 @@ def matmul_rate(n=4096, repeats=REPEATS):
 
 
 def save_random_model(preset, folder, context=1):
-    from membraneseg.engine import model as net, modelfile
+    from membraneseg.engine.network import model as net, modelfile
     spec = net.NetworkSpec.from_preset(preset, context=context)
     m = net.build(spec)
     modelfile.save(m, modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0), folder)
@@ -88,7 +88,8 @@ def profile_layers(preset, batch=8, patch=224):
     shape; rewritten as prediction rewrites them (predict.optimise_for_inference). Returns {kind: [s, FLOPs]}."""
     import keras
     import tensorflow as tf
-    from membraneseg.engine import model as net, predict
+    from membraneseg.engine.network import model as net
+    from membraneseg.engine.segmentation import predict
     m = net.build(net.NetworkSpec.from_preset(preset), patch=patch)
     predict.optimise_for_inference(m)
     kinds = collections.defaultdict(lambda: [0.0, 0])
@@ -136,7 +137,7 @@ import json, os, sys, time
 sys.path.insert(0, %(root)r)
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
-from membraneseg.engine import predict
+from membraneseg.engine.segmentation import predict
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -158,7 +159,7 @@ print(json.dumps(dict(loaded_mb=loaded, peak_mb=status("VmHWM"), seconds=time.ti
 
 def make_volume(path, shape, voxel_size=10.0):
     """A float32 MRC of noise, written slice by slice (memory stays small whatever the size)."""
-    from membraneseg.engine import io
+    from membraneseg.engine.core import io
     rng = np.random.default_rng(2)
     with io.create_mrc(path, shape, np.float32, voxel_size) as out:
         for z in range(shape[0]):
@@ -167,7 +168,8 @@ def make_volume(path, shape, voxel_size=10.0):
 
 
 def speed_table(presets, tmp, rate, profile, batch_size):
-    from membraneseg.engine import model as net, predict
+    from membraneseg.engine.network import model as net
+    from membraneseg.engine.segmentation import predict
     print("best of %d runs, and in brackets their median; %% of the matrix product's rate taken the same way"
           % REPEATS)
     print("%-10s %10s %11s %18s %11s %18s %11s %12s" % (

@@ -27,7 +27,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from membraneseg.engine import io, metrics, phantoms, predict, simulate, train  # noqa: E402
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.simulation import phantoms, simulate
+from membraneseg.engine.segmentation import predict
+from membraneseg.engine.training import data, loop, losses, patches
+from membraneseg.engine.training.config import TrainConfig
 
 VOXEL = 10.0
 ARMS = {"k1": dict(context=1, context_dropout=0.0),
@@ -66,15 +71,15 @@ def generate(folder, shape, seeds):
 
 def throughput(samples, presets, patch, batch, steps):
     import keras
-    from membraneseg.engine import model as net
+    from membraneseg.engine.network import model as net
     print("\n== training throughput: %d px patches, batch %d, %d timed steps after the first" % (patch, batch, steps))
     print("%-10s %11s %9s %11s %9s %12s" % ("preset", "parameters", "first s", "patches/s", "ms/patch",
                                             "GFLOP/s"))
     for preset in presets:
-        config = train.TrainConfig(preset=preset, patch=patch, batch_size=batch)
+        config = TrainConfig(preset=preset, patch=patch, batch_size=batch)
         model = net.build(net.NetworkSpec.from_preset(preset), patch=patch)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.make_loss("bce", 1))
-        sampler = train.PatchSampler(samples, config, 0)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.make_loss("bce", 1))
+        sampler = patches.PatchSampler(samples, config, 0)
         batches = [sampler.batch(batch) for _ in range(steps + 1)]
         start = time.perf_counter()
         model.train_on_batch(*batches[0])
@@ -86,7 +91,7 @@ def throughput(samples, presets, patch, batch, steps):
         gflop = 3 * net.flops_per_patch(model) / 1e9
         print("%-10s %11d %9.1f %11.2f %9.1f %12.1f" % (preset, net.count_params(model), first, rate, 1000 / rate,
                                                        gflop * rate))
-    sampler = train.PatchSampler(samples, train.TrainConfig(patch=patch, context=3), 0)
+    sampler = patches.PatchSampler(samples, TrainConfig(patch=patch, context=3), 0)
     start = time.perf_counter()
     sampler.batch(64)
     print("cutting and augmenting a 3-slice patch: %.1f ms" % ((time.perf_counter() - start) / 64 * 1000))
@@ -110,8 +115,8 @@ def score(masks, pairs):
 
 def context_arms(pairs, arms, args, work):
     n_train, n_val = args.train_phantoms, args.val_phantoms
-    base = train.TrainConfig(pixel_size=VOXEL)
-    samples = [train.load_volume_pair(t, l, base) for t, l in pairs[:n_train + n_val]]
+    base = TrainConfig(pixel_size=VOXEL)
+    samples = [data.load_volume_pair(t, l, base) for t, l in pairs[:n_train + n_val]]
     held_out = pairs[n_train + n_val:]
     print("\n== z-context: preset %s, %d px patches, %d epochs x %d steps x batch 8 (%d patches), %s loss; %d "
           "training, %d validation and %d held-out phantoms" % (args.preset, args.patch, args.epochs, args.steps,
@@ -120,12 +125,12 @@ def context_arms(pairs, arms, args, work):
     print("%-12s %9s %8s %10s %8s %8s %12s %11s %14s" % ("arm", "dropout", "train s", "threshold", "Dice", "IoU",
                                                          "Dice no ctx", "IoU no ctx", "voxels changed"))
     for name, seed in [(name, seed) for seed in range(args.seeds) for name in arms]:
-        config = train.TrainConfig(preset=args.preset, patch=args.patch, pixel_size=VOXEL, epochs=args.epochs,
+        config = TrainConfig(preset=args.preset, patch=args.patch, pixel_size=VOXEL, epochs=args.epochs,
                                    steps_per_epoch=args.steps, batch_size=8, loss=args.loss,
                                    patience=args.epochs, seed=seed, **ARMS[name])   # the whole budget is run
         out = os.path.join(work, "%s-seed%d" % (name, seed))
         start = time.perf_counter()
-        card = train.train(samples[:n_train], samples[n_train:], config, out)
+        card = loop.train(samples[:n_train], samples[n_train:], config, out)
         seconds = time.perf_counter() - start
         masks = segment(predict.Predictor(out), held_out, card.threshold)
         row = "%-12s %9.2f %8.0f %10.3f %8.4f %8.4f" % (("%s/%d" % (name, seed), config.context_dropout, seconds,
@@ -163,7 +168,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         pairs = generate(work, shape, list(range(1000, 1000 + args.train_phantoms + args.val_phantoms +
                                                  args.test_phantoms)))
-        samples = [train.load_volume_pair(t, l, train.TrainConfig()) for t, l in pairs[:2]]
+        samples = [data.load_volume_pair(t, l, TrainConfig()) for t, l in pairs[:2]]
         throughput(samples, args.presets, 96 if args.quick else 224, 8, 2 if args.quick else 5)
         context_arms(pairs, args.arms, args, work)
     print("\nwhole benchmark: %.0f s" % (time.perf_counter() - begin))

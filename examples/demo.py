@@ -30,7 +30,9 @@ def main():
     from tomo.protocols import ProtImportTomograms
 
     from membraneseg.constants import OUT_MASKS
-    from membraneseg.engine import io, metrics, phantoms
+    from membraneseg.engine.core import io
+    from membraneseg.engine.measurement import metrics
+    from membraneseg.engine.simulation import phantoms
     from membraneseg.protocols import ProtMembraneSegSegment
 
     tomoDir = os.path.join(args.workdir, "phantoms")

@@ -112,5 +112,5 @@ class Plugin(pwem.Plugin):
     @classmethod
     def getDefaultModel(cls):
         """The model folder protocols use when given none."""
-        from .engine.modelfile import default_model_path
+        from .engine.network.modelfile import default_model_path
         return cls.getVar(MODEL_VAR) or default_model_path()

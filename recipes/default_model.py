@@ -36,7 +36,13 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from membraneseg.constants import GAN_JSON, MODEL_JSON, PAIRS_JSON  # noqa: E402
-from membraneseg.engine import io, metrics, modelfile, phantoms, recipes, train  # noqa: E402
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.network import modelfile
+from membraneseg.engine.simulation import phantoms
+from membraneseg.engine.preprocessing import recipes
+from membraneseg.engine.training import data, loop
+from membraneseg.engine.training.config import TrainConfig
 
 log = logging.getLogger("recipe")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,7 +91,7 @@ def fold_items(cfg, groups, names, config, limit=None, recipe=None):
     for fold in names:
         for g in cfg["folds"][fold]:
             pairs = groups[g][:limit] if limit else groups[g]
-            items += [train.load_image_pair(i, m, config, recipe=recipe) for i, m in pairs]
+            items += [data.load_image_pair(i, m, config, recipe=recipe) for i, m in pairs]
     return items
 
 
@@ -109,13 +115,13 @@ def pretrain(cfg, preset, context, recipe=None, overrides=None):
     out = os.path.join(RUNS, "pretrain-%s-k%d" % (preset, context) + "".join("-" + s for s in filters + changed))
     if os.path.exists(os.path.join(out, "membraneseg_model.json")):
         return out
-    config = train.TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
+    config = TrainConfig(preset=preset, context=context, pixel_size=cfg["pixel_size"], seed=cfg["seed"],
                                epochs=p["epochs"], steps_per_epoch=p["steps"], batch_size=p["batch_size"],
                                learning_rate=p["learning_rate"], loss=p["loss"], patience=p["patience"],
                                rot90=p["rot90"], intensity=p["intensity"], name="pretrain %s k%d" % (preset, context))
     samples = phantom_samples(p, recipe, config)
     log.info("pretraining %s k%d on %d phantoms, %d epochs at most", preset, context, p["count"], p["epochs"])
-    train.train(samples[:p["count"]], samples[p["count"]:], config, out,
+    loop.train(samples[:p["count"]], samples[p["count"]:], config, out,
                 provenance={"data": "phantoms (%s), seeds %d.." % (p["kind"], p["seed"])},
                 preprocessing=recipe)
     return out
@@ -127,7 +133,7 @@ def phantom_samples(p, recipe, config, validation=True):
     samples = []
     for i in range(p["count"] + (p["val_count"] if validation else 0)):
         tomo, labels = make_phantom(p, p["seed"] + i)
-        samples.append(train.Sample(train.network_input(tomo, recipe, p["voxel_size"]),
+        samples.append(data.Sample(data.network_input(tomo, recipe, p["voxel_size"]),
                                     np.isin(labels, config.membrane_labels).astype(np.uint8),
                                     "phantom seed %d" % (p["seed"] + i), False))
     return samples
@@ -135,9 +141,10 @@ def phantom_samples(p, recipe, config, validation=True):
 
 def phantom_dice(model_dir, seeds=HELD_OUT_PHANTOMS, shape=HELD_OUT_PHANTOM_SHAPE, voxel_size=10.0):
     """{seed: (Dice, IoU)} of a model on realistic phantoms no recipe trains on, at the model's threshold."""
-    from membraneseg.engine import predict, simulate
+    from membraneseg.engine.segmentation import predict
+    from membraneseg.engine.simulation import simulate
     p = predict.Predictor(model_dir)
-    membrane = train.TrainConfig().membrane_labels
+    membrane = TrainConfig().membrane_labels
     out = {}
     for seed in seeds:
         tomogram, labels = simulate.cell_phantom(shape, voxel_size, seed)
@@ -149,7 +156,7 @@ def phantom_dice(model_dir, seeds=HELD_OUT_PHANTOMS, shape=HELD_OUT_PHANTOM_SHAP
 
 def make_phantom(p, seed):
     if p["kind"] == "cell":
-        from membraneseg.engine import simulate
+        from membraneseg.engine.simulation import simulate
         return simulate.cell_phantom(tuple(p["shape"]), p["voxel_size"], seed)
     return phantoms.simple_phantom(tuple(p["shape"]), p["voxel_size"], seed=seed)
 
@@ -180,7 +187,7 @@ def run_fold(cfg, arm, test_fold, groups):
     if os.path.exists(os.path.join(out, MODEL_JSON)):      # trained, but its scoring was cut short
         card = modelfile.read_card(out)
     else:
-        card = train.train(fold_items(cfg, groups, train_folds, config, recipe=recipe), val_items, config, out,
+        card = loop.train(fold_items(cfg, groups, train_folds, config, recipe=recipe), val_items, config, out,
                            provenance={"test_fold": test_fold, "val_fold": val_fold, "train_folds": train_folds},
                            synthetic_samples=synthetic, preprocessing=recipe)
     scores = score(out, cfg, groups, test_fold)
@@ -229,7 +236,7 @@ def gan_pairs(cfg, test_fold, train_folds, groups, config):
     """Synthetic pairs for a fold (Appendix B): a Pix2Pix GAN trained on the fold's training groups only, then
     ``count`` pairs generated from their masks, turned, flipped and blurred. Cached per test fold (``None``, the
     final stage, which trains on every group: "all")."""
-    from membraneseg.engine import gan, gan_data, gan_generate
+    from membraneseg.engine.gan import data as gan_data, generate as gan_generate, pix2pix as gan
     g = cfg["gan"]
     out = os.path.join(RUNS, "gan", test_fold or "all")
     model_dir, pairs_dir = os.path.join(out, "model"), os.path.join(out, "pairs")
@@ -247,13 +254,13 @@ def gan_pairs(cfg, test_fold, train_folds, groups, config):
                               g["count"], seed=cfg["seed"], real_images=[(os.path.basename(p.source), p.image)
                                                                         for p in pairs])
     names = sorted(os.listdir(os.path.join(pairs_dir, "images")))
-    return [train.load_image_pair(os.path.join(pairs_dir, "images", n), os.path.join(pairs_dir, "masks", n), config,
+    return [data.load_image_pair(os.path.join(pairs_dir, "images", n), os.path.join(pairs_dir, "masks", n), config,
                                   cfg["pixel_size"], "synthetic") for n in names]
 
 
 def finetune_config(cfg, arm, name):
     ft = dict(cfg["finetune"], **arm.get("finetune", {}))     # an arm may override fine-tuning settings
-    return train.TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
+    return TrainConfig(preset=arm["preset"], context=arm["context"], pixel_size=cfg["pixel_size"],
                              seed=cfg["seed"], epochs=ft["epochs"], steps_per_epoch=ft["steps"],
                              batch_size=ft["batch_size"], learning_rate=ft["learning_rate"], loss=ft["loss"],
                              patience=ft["patience"], rot90=ft["rot90"], intensity=ft["intensity"],
@@ -264,7 +271,7 @@ def score(model_dir, cfg, groups, test_fold):
     """Per-group and pooled figures on the held-out slices, at the model's threshold; the raw counts are kept
     so tables can be pooled over folds, and a probability histogram so the threshold can be calibrated over
     all held-out groups."""
-    from membraneseg.engine import predict
+    from membraneseg.engine.segmentation import predict
     p = predict.Predictor(model_dir, batch_size=8)
     per_group = {}
     for g in cfg["folds"][test_fold]:
@@ -409,7 +416,7 @@ def final(cfg, arm_name, out):
     # schedule, and that schedule is the one the epochs and threshold were measured with
     per_group = cfg["finetune"]["val_per_train_group" if arm.get("val_in_training") else "val_per_group"]
     mixed, config.synthetic_fraction = synthetic_pool(cfg, arm, None, every, groups, config, recipe)
-    train.train(fold_items(cfg, groups, every, config, recipe=recipe),
+    loop.train(fold_items(cfg, groups, every, config, recipe=recipe),
                 fold_items(cfg, groups, every, config, limit=per_group, recipe=recipe), config, work,
                 provenance={"data": "dlcryotomo-slices groups %s" % " ".join(sorted(groups)),
                             "recipe": "recipes/default_model.py final --arm %s" % arm_name},
@@ -422,7 +429,7 @@ def final(cfg, arm_name, out):
     fresh = out.rstrip("/") + ".new"
     shutil.rmtree(fresh, ignore_errors=True)
     modelfile.save(keras_model, card, fresh)
-    shutil.copy(os.path.join(work, train.HISTORY_JSON), fresh)
+    shutil.copy(os.path.join(work, loop.HISTORY_JSON), fresh)
     if os.path.exists(out):
         shutil.rmtree(out)
     os.replace(fresh, out)

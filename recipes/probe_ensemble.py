@@ -28,7 +28,7 @@ sys.path.insert(0, HERE)
 
 import default_model as recipe  # noqa: E402
 import probe_scoring as probe  # noqa: E402
-from membraneseg.engine import modelfile  # noqa: E402
+from membraneseg.engine.network import modelfile
 
 log = logging.getLogger("probe")
 

@@ -29,7 +29,8 @@ sys.path.insert(0, HERE)
 
 import default_model as recipe  # noqa: E402
 import probe_scoring as probe  # noqa: E402
-from membraneseg.engine import io, metrics  # noqa: E402
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
 
 log = logging.getLogger("probe")
 SHIFTS = ((0, 1), (1, 0), (0, -1), (-1, 0))

@@ -21,7 +21,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import default_model as recipe  # noqa: E402
-from membraneseg.engine import clean, io, metrics, predict  # noqa: E402
+from membraneseg.engine.measurement import clean, metrics
+from membraneseg.engine.core import io
+from membraneseg.engine.segmentation import predict
 
 log = logging.getLogger("probe")
 

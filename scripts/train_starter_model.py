@@ -13,7 +13,9 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from membraneseg.engine import cli, io, phantoms  # noqa: E402
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
+from membraneseg.engine.simulation import phantoms
 
 SHAPE = (64, 256, 256)
 VOXEL = 10.0

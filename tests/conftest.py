@@ -1,7 +1,7 @@
 """Fixtures the engine tests share."""
 import pytest
 
-from membraneseg.engine import model as net, modelfile
+from membraneseg.engine.network import model as net, modelfile
 
 
 @pytest.fixture(scope="session")

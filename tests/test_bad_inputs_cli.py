@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from membraneseg.constants import ENV_NAME, MODEL_JSON, MODEL_WEIGHTS
-from membraneseg.engine import cli, io, model as net, modelfile, predict
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
+from membraneseg.engine.network import model as net, modelfile
+from membraneseg.engine.segmentation import predict
 from membraneseg.tests import badinputs
 
 REFUSED = dict(badinputs.REFUSED, **{"2D where a volume is needed": badinputs.FLAT})

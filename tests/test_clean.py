@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from membraneseg.engine import clean, cli, io
+from membraneseg.engine.measurement import clean
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
 
 VOXEL = 10.0   # Å: one voxel is 1 nm³
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, metrics
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

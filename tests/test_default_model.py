@@ -6,8 +6,13 @@ import os
 import numpy as np
 import pytest
 
-from membraneseg.engine import cli, io, metrics, modelfile, predict, simulate
-from membraneseg.engine.model import PRESETS
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.network import modelfile
+from membraneseg.engine.segmentation import predict
+from membraneseg.engine.simulation import simulate
+from membraneseg.engine.network.model import PRESETS
 
 DEFAULT = modelfile.default_model_path()
 # The shipped model scores 0.643 on this phantom volume and 0.626 on its middle slice (threshold 0.32, measured

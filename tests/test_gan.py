@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from membraneseg.engine import cli, gan, gan_data, gan_generate, io, phantoms, train
-from membraneseg.engine.modelfile import ModelError
+from membraneseg.engine import cli
+from membraneseg.engine.gan import data as gan_data, generate as gan_generate, pix2pix as gan
+from membraneseg.engine.core import io
+from membraneseg.engine.simulation import phantoms
+from membraneseg.engine.training import data
+from membraneseg.engine.training.config import TrainConfig
+from membraneseg.engine.network.modelfile import ModelError
 
 SIZE, FILTERS = 64, 8
 
@@ -129,8 +134,8 @@ def test_generate_is_deterministic_binary_and_readable_by_training(trained, tmp_
     assert (info["count"], info["seed"], info["pixel_size"]) == (6, 5, 10.0)
     assert info["gan_sha256"] == trained[1].generator_sha256
     assert not os.path.exists(str(runs["one"]) + ".partial")
-    sample = train.load_image_pair(str(runs["one"] / "images" / files[0]), str(runs["one"] / "masks" / files[0]),
-                                   train.TrainConfig(pixel_size=10.0))
+    sample = data.load_image_pair(str(runs["one"] / "images" / files[0]), str(runs["one"] / "masks" / files[0]),
+                                   TrainConfig(pixel_size=10.0))
     np.testing.assert_array_equal(sample.labels[0], io.read(str(runs["one"] / "masks" / files[0])).data[0] > 0)
     with pytest.raises(io.InputError, match="does not hold generated pairs"):    # never overwrite other data
         gan_generate.generate(trained[0], masks, tmp_path, 1)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from membraneseg.engine import io
+from membraneseg.engine.core import io
 
 
 def test_mrc_roundtrip_keeps_voxel_size_and_is_memory_mapped(tmp_path):

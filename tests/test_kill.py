@@ -12,13 +12,16 @@ import time
 import numpy as np
 import pytest
 
-from membraneseg.engine import cli, io, predict
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
+from membraneseg.engine.core.inputs import expand_inputs
+from membraneseg.engine.segmentation import predict
 
 SHAPE = (300, 128, 128)     # about 7 s of segmentation with the tiny model on 2 cores
 # The engine releases the pages it has read and written every RELEASE_BYTES; here every 2 MB instead of 256 MB,
 # so that streaming shows on a tomogram small enough for a test.
-ENGINE = ("import sys; from membraneseg.engine import cli, predict; assert predict.RELEASE_BYTES; "
-          "predict.RELEASE_BYTES = 2 << 20; sys.exit(cli.main(sys.argv[1:]))")
+ENGINE = ("import sys; from membraneseg.engine import cli; from membraneseg.engine.segmentation import predict; "
+          "assert predict.RELEASE_BYTES; predict.RELEASE_BYTES = 2 << 20; sys.exit(cli.main(sys.argv[1:]))")
 
 
 def progress(log):
@@ -73,7 +76,7 @@ def test_killed_segmentation_leaves_nothing_finished_and_a_rerun_completes(tiny_
     assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in partials)
     assert not any(map(io.is_supported, partials))
     with pytest.raises(io.InputError, match="folder holds no MRC volume or image"):
-        cli.expand_inputs([str(out)])
+        expand_inputs([str(out)])
     # run again: completes, replaces the partial files, leaves the input as it was
     assert cli.main(["segment", path, "-o", str(out), "--model", tiny_model]) == 0
     assert sorted(os.listdir(out)) == sorted(os.path.basename(p) for p in (mask_path, prob_path))

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from membraneseg.engine import cli, evaluate, io, metrics
+from membraneseg.engine import cli
+from membraneseg.engine.measurement import evaluate, metrics
+from membraneseg.engine.core import io
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 

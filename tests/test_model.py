@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from membraneseg.engine import model as net
+from membraneseg.engine.network import model as net
 
 # (layer name in our network, parameters stated in the paper, table)
 PAPER_LAYERS = [

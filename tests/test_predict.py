@@ -4,7 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, model as net, modelfile, predict, preprocess, recipes
+from membraneseg.engine.core import io
+from membraneseg.engine.network import model as net, modelfile
+from membraneseg.engine.segmentation import predict
+from membraneseg.engine.preprocessing import preprocess, recipes
 
 
 class Pointwise(predict.Predictor):

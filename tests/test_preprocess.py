@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from membraneseg.engine import binning, clahe, eed, io, phantoms, preprocess, recipes
-from membraneseg.engine.cli_preprocess import add_preprocess, output_path
+from membraneseg.engine.preprocessing import binning, clahe, eed, preprocess, recipes
+from membraneseg.engine.core import io
+from membraneseg.engine.simulation import phantoms
+from membraneseg.engine.cli.preprocess import add as add_preprocess, output_path
 
 OFF = {"normalize": None, "eed": None, "clahe": None}
 

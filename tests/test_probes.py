@@ -45,7 +45,7 @@ def test_ensemble_mean_keeps_slice_order_and_reference(band):
 
 def test_weight_soup_is_the_mean_of_the_fold_models(tmp_path, monkeypatch):
     import keras
-    from membraneseg.engine import model as net, modelfile
+    from membraneseg.engine.network import model as net, modelfile
     spec = net.NetworkSpec.from_preset("tiny")
     for arm, seed in (("a", 1), ("b", 2)):
         keras.utils.set_random_seed(seed)

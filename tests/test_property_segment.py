@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from membraneseg.engine import cli, io, predict
+from membraneseg.engine import cli
+from membraneseg.engine.core import io
+from membraneseg.engine.segmentation import predict
 from membraneseg.tests.badinputs import write_mrc
 
 MODEL_PIXEL = 10.0     # the tiny_model fixture's

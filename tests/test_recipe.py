@@ -9,7 +9,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
 import default_model as recipe  # noqa: E402
 
-from membraneseg.engine import train  # noqa: E402
+from membraneseg.engine.training import data, patches
+from membraneseg.engine.training.config import TrainConfig
 
 
 @pytest.fixture
@@ -20,12 +21,12 @@ def small_cfg():
 
 
 def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
-    config = train.TrainConfig(preset="tiny", patch=64)
+    config = TrainConfig(preset="tiny", patch=64)
 
     def pool(arm):
         return recipe.synthetic_pool(small_cfg, arm, "G5", ["G4"], {}, config, None)
 
-    assert pool({"name": "plain"}) == ([], train.TrainConfig().synthetic_fraction)
+    assert pool({"name": "plain"}) == ([], TrainConfig().synthetic_fraction)
     with pytest.raises(ValueError, match="both.*gan.*phantom_fraction"):
         pool({"name": "both", "gan": True, "phantom_fraction": 0.25})
 
@@ -37,8 +38,8 @@ def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
         assert np.array_equal(s.image, t.image) and np.array_equal(s.labels, t.labels)
         assert s.labels.max() == 1 and abs(float(s.image.mean())) < 0.5              # binary, normalised
     # the patches the sampler draws: a quarter of them from the phantoms
-    real = [train.Sample(np.zeros((1, 64, 64), np.float32), np.zeros((1, 64, 64), np.uint8), "real", True)]
-    sampler = train.PatchSampler(real, config, 0, mixed)
+    real = [data.Sample(np.zeros((1, 64, 64), np.float32), np.zeros((1, 64, 64), np.uint8), "real", True)]
+    sampler = patches.PatchSampler(real, config, 0, mixed)
     x, y = sampler.batch(200)
     from_phantoms = np.mean([np.any(p != 0) for p in x])
     assert 0.15 < from_phantoms < 0.35
@@ -48,7 +49,7 @@ def test_an_arm_mixes_the_pretraining_phantoms_into_fine_tuning(small_cfg):
 
 
 def test_held_out_phantom_dice_of_a_model(tmp_path):
-    from membraneseg.engine import modelfile
+    from membraneseg.engine.network import modelfile
     scores = recipe.phantom_dice(modelfile.default_model_path(), seeds=(901,), shape=(8, 96, 96))
     dice, iou = scores[901]
     assert 0.3 < dice < 1 and iou == pytest.approx(dice / (2 - dice), abs=1e-6)

@@ -5,7 +5,8 @@ Volumes are small so that the whole file runs in seconds on 2 busy cores.
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, scene as sc, simulate as sim, tomography as tg
+from membraneseg.engine.core import io
+from membraneseg.engine.simulation import scene as sc, simulate as sim, tomography as tg
 
 SMALL = (64, 128, 128)
 

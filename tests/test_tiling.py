@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from membraneseg.engine import tiling
+from membraneseg.engine.core import tiling
 
 
 @pytest.mark.parametrize("length,patch,overlap", [(224, 224, 0.25), (500, 224, 0.25), (1024, 224, 0.5),

@@ -9,7 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from membraneseg.engine import io, metrics, modelfile, phantoms, predict, preprocess, recipes, tiling, train
+from membraneseg.engine.core import io, tiling
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.network import modelfile
+from membraneseg.engine.simulation import phantoms
+from membraneseg.engine.segmentation import predict
+from membraneseg.engine.preprocessing import preprocess, recipes
+from membraneseg.engine.training import augment, data, loop, losses, patches
+from membraneseg.engine.training.config import TrainConfig
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
@@ -19,13 +26,13 @@ def _sample(depth=5, size=120, group="", is_2d=False, z_spacing=1.0):
     image = np.repeat(np.arange(depth, dtype=np.float32)[:, None, None], size, 1).repeat(size, 2)
     yy, xx = np.mgrid[:size, :size]
     labels = np.repeat(((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2)[None], depth, 0)
-    return train.Sample(image, labels.astype(np.uint8), "s%s" % group, is_2d, group, z_spacing)
+    return data.Sample(image, labels.astype(np.uint8), "s%s" % group, is_2d, group, z_spacing)
 
 
 # ----------------------------------------------------------------------------- split
 def test_split_keeps_groups_whole():
     items = [_sample(group="g%d" % (i % 20)) for i in range(60)]      # 20 groups of 3
-    tr, va, te = train.split_by_source(items, seed=3)
+    tr, va, te = data.split_by_source(items, seed=3)
     sides = [{s.group for s in part} for part in (tr, va, te)]
     assert [len(s) for s in sides] == [14, 3, 3]                     # 70/15/15 of the groups
     assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
@@ -34,26 +41,26 @@ def test_split_keeps_groups_whole():
 
 def test_split_without_groups_splits_items_and_few_groups_reuse_training():
     items = [_sample() for _ in range(10)]
-    tr, va, te = train.split_by_source(items)
+    tr, va, te = data.split_by_source(items)
     assert (len(tr), len(va), len(te)) == (6, 2, 2)
     two = [_sample(group="a"), _sample(group="a"), _sample(group="b")]
-    tr, va, te = train.split_by_source(two)
+    tr, va, te = data.split_by_source(two)
     assert len(tr) == 3 and va == tr and te == []
 
 
 def test_groups_file_like_the_shared_manifest(tmp_path):
     csv = tmp_path / "manifest.csv"
     csv.write_text("id,group,image_png\nhybc_1,G0,images/hybc_1.png\nhybc_2,G4,images/hybc_2.png\n")
-    groups = train.read_groups(str(csv))
+    groups = data.read_groups(str(csv))
     assert groups == {"hybc_1": "G0", "hybc_2": "G4"}
-    assert train.image_group("/data/images/hybc_2.png", groups, "folder") == "G4"
-    assert train.image_group("/data/images/hybc_9.png", None, "folder") == "folder"
+    assert data.image_group("/data/images/hybc_2.png", groups, "folder") == "G4"
+    assert data.image_group("/data/images/hybc_9.png", None, "folder") == "folder"
     with pytest.raises(io.InputError, match="hybc_9.png: has no group"):
-        train.image_group("/data/images/hybc_9.png", groups, "folder")
+        data.image_group("/data/images/hybc_9.png", groups, "folder")
     bad = tmp_path / "bad.csv"
     bad.write_text("name,kind\nx,y\n")
     with pytest.raises(io.InputError, match="'group' column"):
-        train.read_groups(str(bad))
+        data.read_groups(str(bad))
 
 
 # ----------------------------------------------------------------------------- augmentation and context
@@ -65,7 +72,7 @@ def test_augmentation_moves_image_and_labels_together():
     labels[80:120, 70:90] = 4
     labels[40:45, 100:140] = 2
     for _ in range(20):
-        stack, lab = train._augment([labels.astype(np.float32)] * 2, labels, rng, patch)
+        stack, lab = augment.geometric([labels.astype(np.float32)] * 2, labels, rng, patch)
         assert lab.shape == (patch, patch) and stack[0].shape == (patch, patch)
         assert set(np.unique(lab)) <= {0, 1, 2, 4}                 # nearest: no new label values
         # the image went through the same warp (linear instead of nearest): they agree but at a few edge pixels
@@ -81,8 +88,8 @@ def test_rot90_turns_some_patches_upright():
     def lying(lab):
         rows, cols = np.nonzero(lab)
         return cols.var() > rows.var()
-    plain = [lying(train._augment([bar.astype(np.float32)], bar, rng, 96)[1]) for _ in range(20)]
-    turned = [lying(train._augment([bar.astype(np.float32)], bar, rng, 96, rot90=True)[1]) for _ in range(20)]
+    plain = [lying(augment.geometric([bar.astype(np.float32)], bar, rng, 96)[1]) for _ in range(20)]
+    turned = [lying(augment.geometric([bar.astype(np.float32)], bar, rng, 96, rot90=True)[1]) for _ in range(20)]
     assert all(plain)                                    # ±20° never stands it up
     assert 3 <= turned.count(False) <= 17                # 90° and 270° turns do, about half the time
 
@@ -92,7 +99,7 @@ def test_intensity_augmentation_changes_every_slice_alike_and_keeps_the_scale():
     base = rng.normal(size=(64, 64)).astype(np.float32)
     changed = []
     for _ in range(30):
-        a, b = train._jitter_intensity([base, base.copy()], rng, 1.0)
+        a, b = augment.jitter_intensity([base, base.copy()], rng, 1.0)
         assert a.dtype == np.float32 and a.shape == base.shape
         assert np.allclose(a, b, atol=5.0)                          # same contrast/offset/blur; own noise draw
         changed.append(np.mean(np.abs(a - base)))
@@ -105,7 +112,7 @@ def test_style_augmentation_changes_every_slice_alike_and_standardises():
     base = rng.normal(size=(96, 96)).astype(np.float32)
     looks = []
     for _ in range(20):
-        a, b = train._restyle([base, base.copy()], rng, 1.0)
+        a, b = augment.restyle([base, base.copy()], rng, 1.0)
         np.testing.assert_array_equal(a, b)                          # one look per patch, all slices alike
         assert a.dtype == np.float32 and abs(a.mean()) < 1e-4 and abs(a.std() - 1) < 1e-3
         looks.append(np.corrcoef(a.ravel(), base.ravel())[0, 1])
@@ -117,11 +124,11 @@ def test_reflect_border_fills_patches_with_mirrored_image_not_smeared_edges():
     (many identical neighbouring columns); reflect mirrors the image and its labels alike."""
     rng = np.random.default_rng(0)
     image = rng.normal(size=(1, 64, 64)).astype(np.float32)
-    sample = train.Sample(image, (image > 1.5).astype(np.uint8), "small", True)
+    sample = data.Sample(image, (image > 1.5).astype(np.uint8), "small", True)
 
     def stripes(border):
-        config = train.TrainConfig(patch=96, foreground_bias=0.0, border=border)
-        x, y = train.PatchSampler([sample], config, 0).batch(10)
+        config = TrainConfig(patch=96, foreground_bias=0.0, border=border)
+        x, y = patches.PatchSampler([sample], config, 0).batch(10)
         same = np.mean([np.mean(np.abs(np.diff(p[..., 0], axis=0)) < 1e-6) for p in x])
         return same, x, y
     smeared, _, _ = stripes("replicate")
@@ -132,34 +139,34 @@ def test_reflect_border_fills_patches_with_mirrored_image_not_smeared_edges():
 
 
 def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
-    config = train.TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
-    flat = train.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]
+    config = TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
+    flat = patches.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]
     assert flat.shape == (6, 3, 96, 96, 1)
     np.testing.assert_array_equal(flat[:, 0], flat[:, 1])
     np.testing.assert_array_equal(flat[:, 2], flat[:, 1])
     # a volume at 5 Å with the model at 10 Å: the neighbours are 2 input slices away (mirrored at the ends)
-    x = train.PatchSampler([_sample(depth=9, z_spacing=2.0)], config, 0).batch(20)[0]
+    x = patches.PatchSampler([_sample(depth=9, z_spacing=2.0)], config, 0).batch(20)[0]
     for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
         assert list(stack) == tiling.context_indices(z, 9, 3, 2.0)   # each slice's value is its index
     assert np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 4)          # inside the volume: z - 2 and z + 2
     # context dropout 1: tomogram patches look like 2D ones
-    dropped = train.PatchSampler([_sample(depth=9)], train.TrainConfig(**dict(
+    dropped = patches.PatchSampler([_sample(depth=9)], TrainConfig(**dict(
         vars(config), context_dropout=1.0)), 0).batch(6)[0]
     np.testing.assert_array_equal(dropped[:, 0], dropped[:, 2])
 
 
 def test_synthetic_pairs_give_their_fraction_of_patches_and_leave_the_real_stream_alone():
-    config = train.TrainConfig(patch=64, augment=False, foreground_bias=0.0, synthetic_fraction=0.3)
-    real = train.Sample(np.zeros((1, 96, 96), np.float32), np.zeros((1, 96, 96), np.uint8), "real", True)
-    synthetic = [train.Sample(np.ones((1, 80, 80), np.float32), np.ones((1, 80, 80), np.uint8), "syn%d" % i, True,
+    config = TrainConfig(patch=64, augment=False, foreground_bias=0.0, synthetic_fraction=0.3)
+    real = data.Sample(np.zeros((1, 96, 96), np.float32), np.zeros((1, 96, 96), np.uint8), "real", True)
+    synthetic = [data.Sample(np.ones((1, 80, 80), np.float32), np.ones((1, 80, 80), np.uint8), "syn%d" % i, True,
                               "synthetic") for i in range(50)]
-    x, y = train.PatchSampler([real], config, 0, synthetic).batch(400)
+    x, y = patches.PatchSampler([real], config, 0, synthetic).batch(400)
     from_synthetic = x[:, 0, 0, 0] == 1
     np.testing.assert_array_equal(from_synthetic, y[:, 0, 0, 0] == 1)      # image and mask from the same pair
     assert 0.24 < from_synthetic.mean() < 0.36           # 30% whatever their number (50 pairs against 1 image)
     # without synthetic pairs nothing extra is drawn: the patches are those of a sampler that never knew of them
-    plain = train.PatchSampler([_sample(depth=4)], train.TrainConfig(patch=64), 5).batch(4)[0]
-    mixed = train.PatchSampler([_sample(depth=4)], train.TrainConfig(patch=64, synthetic_fraction=0.3), 5,
+    plain = patches.PatchSampler([_sample(depth=4)], TrainConfig(patch=64), 5).batch(4)[0]
+    mixed = patches.PatchSampler([_sample(depth=4)], TrainConfig(patch=64, synthetic_fraction=0.3), 5,
                                ()).batch(4)[0]
     np.testing.assert_array_equal(plain, mixed)
 
@@ -168,9 +175,9 @@ def test_z_spacing_follows_the_pixel_sizes(tmp_path):
     tomo, labels = phantoms.simple_phantom((8, 64, 64), 5.0, seed=1)
     io.write(str(tmp_path / "t.mrc"), tomo, 5.0)
     io.write(str(tmp_path / "l.mrc"), labels, 5.0)
-    s = train.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), train.TrainConfig(pixel_size=10))
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), TrainConfig(pixel_size=10))
     assert s.image.shape == (8, 32, 32) and s.z_spacing == 2.0 and s.group == ""
-    s = train.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), train.TrainConfig(pixel_size=10),
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), TrainConfig(pixel_size=10),
                                pixel_size=10.0)                     # the sampling rate given wins over the header
     assert s.image.shape == (8, 64, 64) and s.z_spacing == 1.0
 
@@ -185,12 +192,12 @@ def test_2d_pair_with_a_recipe_is_what_prediction_feeds_the_network(tmp_path):
     io.write(str(tmp_path / "i.png"), image, 10.0)
     io.write(str(tmp_path / "m.png"), mask, 10.0)
     recipe = {"normalize": "robust", "clahe": {"block": 16, "clip": 3.0}}
-    s = train.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), train.TrainConfig(),
+    s = data.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), TrainConfig(),
                               recipe=recipe)
     pre = recipes.apply_to_array(image, recipe, 10.0)
     np.testing.assert_allclose(s.image, preprocess.normalize(pre, preprocess.robust_stats(pre)), atol=1e-6)
     np.testing.assert_array_equal(s.labels[0], mask > 127)
-    plain = train.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), train.TrainConfig())
+    plain = data.load_image_pair(str(tmp_path / "i.png"), str(tmp_path / "m.png"), TrainConfig())
     assert not np.allclose(plain.image, s.image)
 
 
@@ -204,42 +211,42 @@ def test_label_maps_binary_multiclass_and_refusals(tmp_path):
     io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
     io.write(str(tmp_path / "l.mrc"), labels, 10.0)
     t, l = str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc")
-    binary = train.load_volume_pair(t, l, train.TrainConfig(membrane_labels=[1, 2]))
+    binary = data.load_volume_pair(t, l, TrainConfig(membrane_labels=[1, 2]))
     np.testing.assert_array_equal(binary.labels, labels == 1)        # filaments and particles are not membrane
-    assert train.count_classes([l]) == 5
-    multi = train.load_volume_pair(t, l, train.TrainConfig(classes=5))
+    assert data.count_classes([l]) == 5
+    multi = data.load_volume_pair(t, l, TrainConfig(classes=5))
     np.testing.assert_array_equal(multi.labels, labels)
     with pytest.raises(io.InputError, match="has label 4 but the model has 3 classes"):
-        train.load_volume_pair(t, l, train.TrainConfig(classes=3))
+        data.load_volume_pair(t, l, TrainConfig(classes=3))
     io.write(str(tmp_path / "p.mrc"), (labels > 0) * 0.7, 10.0)
     with pytest.raises(io.InputError, match="probability map"):
-        train.load_volume_pair(t, str(tmp_path / "p.mrc"), train.TrainConfig())
+        data.load_volume_pair(t, str(tmp_path / "p.mrc"), TrainConfig())
     io.write(str(tmp_path / "small.mrc"), labels[:, :32], 10.0)
     with pytest.raises(io.InputError, match="labels have shape"):
-        train.load_volume_pair(t, str(tmp_path / "small.mrc"), train.TrainConfig())
+        data.load_volume_pair(t, str(tmp_path / "small.mrc"), TrainConfig())
 
 
 def test_model_card_records_the_training_data_preprocessing(tmp_path):
     tomos = [str(tmp_path / ("t%d.mrc" % i)) for i in range(2)]
-    assert train.training_recipe(tomos) == {"normalize": "robust"}          # none written: what training does
+    assert data.training_recipe(tomos) == {"normalize": "robust"}          # none written: what training does
     clahe = {"normalize": "robust", "bin": {"factor": 2}, "clahe": {"block": 32, "clip": 3.0}}
     for tomo in tomos:
         json.dump(dict(clahe, applied={"output_pixel_size": 20.0}), open(recipes.recipe_path(tomo), "w"))
-    assert train.training_recipe(tomos) == {"normalize": "robust", "clahe": {"block": 32, "clip": 3.0}}
+    assert data.training_recipe(tomos) == {"normalize": "robust", "clahe": {"block": 32, "clip": 3.0}}
     json.dump({"normalize": "robust"}, open(recipes.recipe_path(tomos[1]), "w"))
-    assert train.training_recipe(tomos) == {"normalize": "robust"}          # they disagree: none recorded
-    assert train.training_recipe(tomos, recipes.recipe_path(tomos[0]))["clahe"]["block"] == 32
+    assert data.training_recipe(tomos) == {"normalize": "robust"}          # they disagree: none recorded
+    assert data.training_recipe(tomos, recipes.recipe_path(tomos[0]))["clahe"]["block"] == 32
     json.dump({"eed": {"step": 9}}, open(recipes.recipe_path(tomos[1]), "w"))
     with pytest.raises(io.InputError, match="not a valid preprocessing recipe"):
-        train.training_recipe(tomos)
+        data.training_recipe(tomos)
 
 
 def test_an_interrupted_run_with_other_settings_is_refused(tmp_path):
     checkpoint, history = str(tmp_path / "checkpoint"), str(tmp_path / "h.json")
-    assert train._resume_point(checkpoint, history, train.TrainConfig(preset="tiny")) == 0
+    assert loop._resume_point(checkpoint, history, TrainConfig(preset="tiny")) == 0
     assert json.load(open(os.path.join(checkpoint, "settings.json")))["preset"] == "tiny"
     with pytest.raises(io.InputError, match="preset tiny -> cpu"):
-        train._resume_point(checkpoint, history, train.TrainConfig(preset="cpu"))
+        loop._resume_point(checkpoint, history, TrainConfig(preset="cpu"))
 
 
 # ----------------------------------------------------------------------------- whole runs
@@ -288,11 +295,11 @@ def test_interrupted_training_resumes_and_stores_the_calibrated_threshold(tmp_pa
     assert card.provenance["resumed_after_epoch"] >= 1 and card.provenance["epochs_run"] == 4
 
     # the stored threshold is the one that maximises Dice on the validation patches
-    config = train.TrainConfig(**card.provenance["config"])
-    val_x, val_y = train.fixed_patches([train.load_volume_pair(*phantom_files[2], config)], config)
+    config = TrainConfig(**card.provenance["config"])
+    val_x, val_y = patches.fixed_patches([data.load_volume_pair(*phantom_files[2], config)], config)
     model, _ = modelfile.load(str(out))
     probs = model.predict(val_x, verbose=0)
-    threshold, dice = metrics.calibrate_threshold(train.foreground(probs), train.foreground(val_y) > 0.5)
+    threshold, dice = metrics.calibrate_threshold(patches.foreground(probs), patches.foreground(val_y) > 0.5)
     assert 0 < card.threshold < 1
     assert card.threshold == pytest.approx(threshold, abs=1e-6)
     assert card.provenance["validation_dice"] == pytest.approx(dice, abs=1e-3)
@@ -334,14 +341,14 @@ def test_validation_loss_from_one_prediction_is_keras_own(tmp_path):
     """The Validation callback predicts the patches once for both its loss and Dice; the loss must be the one
     Keras' own validation would report (averaged over batches of 32, with a short last batch)."""
     import keras
-    from membraneseg.engine import model as net
-    config = train.TrainConfig(preset="tiny", patch=96, batch_size=2, loss="bce+dice")
-    val_x, val_y = train.fixed_patches([_sample(group=str(i)) for i in range(5)], config)
-    assert len(val_x) % train.Validation.BATCH                        # the last batch is short
+    from membraneseg.engine.network import model as net
+    config = TrainConfig(preset="tiny", patch=96, batch_size=2, loss="bce+dice")
+    val_x, val_y = patches.fixed_patches([_sample(group=str(i)) for i in range(5)], config)
+    assert len(val_x) % loop.Validation.BATCH                        # the last batch is short
     keras_model = net.build(net.NetworkSpec.from_preset("tiny", 1, 1), patch=96)
-    keras_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=train.make_loss("bce+dice", 1))
-    expected = keras_model.evaluate(val_x, val_y, batch_size=train.Validation.BATCH, verbose=0)
-    callback = train.Validation(val_x, val_y, train.make_loss("bce+dice", 1), str(tmp_path / "history.json"))
+    keras_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.make_loss("bce+dice", 1))
+    expected = keras_model.evaluate(val_x, val_y, batch_size=loop.Validation.BATCH, verbose=0)
+    callback = loop.Validation(val_x, val_y, losses.make_loss("bce+dice", 1), str(tmp_path / "history.json"))
     callback.set_model(keras_model)
     logs = {"loss": 0.5}
     callback.on_epoch_end(0, logs)
@@ -352,18 +359,18 @@ def test_validation_loss_from_one_prediction_is_keras_own(tmp_path):
 
 
 def test_multiclass_model_trains_and_segments_labels(tmp_path):
-    from membraneseg.engine import simulate
+    from membraneseg.engine.simulation import simulate
     tomo, labels = simulate.cell_phantom((16, 96, 96), 10.0, seed=2)
     t, l = str(tmp_path / "cell.mrc"), str(tmp_path / "cell_labels.mrc")
     io.write(t, tomo, 10.0)
     io.write(l, labels, 10.0)
-    classes = train.count_classes([l])
-    config = train.TrainConfig(preset="tiny", classes=classes, patch=96, epochs=1, steps_per_epoch=2,
+    classes = data.count_classes([l])
+    config = TrainConfig(preset="tiny", classes=classes, patch=96, epochs=1, steps_per_epoch=2,
                                batch_size=2, loss="bce+dice")
-    sample = train.load_volume_pair(t, l, config)
-    x, y = train.PatchSampler([sample], config, 0).batch(2)
+    sample = data.load_volume_pair(t, l, config)
+    x, y = patches.PatchSampler([sample], config, 0).batch(2)
     assert y.shape == (2, 96, 96, classes) and np.all(y.sum(-1) == 1)  # one-hot over the label values
-    card = train.train([sample], [sample], config, str(tmp_path / "model"))
+    card = loop.train([sample], [sample], config, str(tmp_path / "model"))
     assert card.network["classes"] == classes and len(card.class_names) == classes
     assert 0 < card.threshold < 1
     mask_path, prob_path = predict.Predictor(str(tmp_path / "model"), batch_size=2).segment_file(
@@ -380,7 +387,7 @@ def test_tolerant_loss_forgives_a_shift_within_the_tolerance_but_not_a_miss():
     from keras import ops
     rng = np.random.default_rng(0)
     mask = (rng.random((1, 32, 32, 1)) > 0.97).astype("float32")
-    dilated = np.asarray(train.dilate_disk(ops.convert_to_tensor(mask), 2))[0, ..., 0] > 0
+    dilated = np.asarray(losses.dilate_disk(ops.convert_to_tensor(mask), 2))[0, ..., 0] > 0
     counted = metrics.tolerant_counts(np.ones((1, 32, 32), bool), mask[..., 0] > 0, 2, per_slice=True)
     assert np.count_nonzero(dilated) == counted[0]                 # the disk is the metric's tolerance
     line = np.zeros((1, 32, 32, 1), "float32")
@@ -388,8 +395,8 @@ def test_tolerant_loss_forgives_a_shift_within_the_tolerance_but_not_a_miss():
 
     def shifted(dx):
         return np.roll(line, dx, axis=2)
-    loss, dice = train.make_loss("bce+dice+tolerant", 1), train.make_loss("dice", 1)
-    tolerant = [float(loss(line, shifted(dx))) - float(train.make_loss("bce+dice", 1)(line, shifted(dx)))
+    loss, dice = losses.make_loss("bce+dice+tolerant", 1), losses.make_loss("dice", 1)
+    tolerant = [float(loss(line, shifted(dx))) - float(losses.make_loss("bce+dice", 1)(line, shifted(dx)))
                 for dx in (0, 2, 3)]
     assert tolerant[0] == pytest.approx(0, abs=1e-6) and tolerant[1] == pytest.approx(0, abs=1e-6)
     assert tolerant[2] > 0.9 and float(dice(line, shifted(2))) > 0.9

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from membraneseg.engine import evaluate, io
+from membraneseg.engine.measurement import evaluate
+from membraneseg.engine.core import io
 from membraneseg.viewers import launch, render
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,6 +1,16 @@
-"""The membraneseg engine: the science, usable from a shell on any machine.
+"""The membraneseg engine: the science, usable from a shell on any machine, without Scipion.
 
-Nothing in this package imports Scipion (pyworkflow, pwem, tomo); it reads files, writes files, and is driven by
-the command line in ``cli.py``. Modules: io (MRC/TIFF/PNG), preprocess (normalisation, resampling), model (the
-hybrid network), modelfile (model folders), tiling, predict, phantoms, train, metrics.
+Nothing in this package imports Scipion (pyworkflow, pwem, tomo): it reads files, writes files, and is driven by
+the ``membraneseg`` command line (``python -m membraneseg.engine`` is the same program). Its packages, each
+importing only the ones listed before it (``tests/test_layout.py`` checks the rule):
+
+- ``core``: file formats (MRC, TIFF, PNG), finding inputs, slab-by-slab streaming, patches and tiles.
+- ``simulation``: synthetic tomograms with exact labels (phantoms, cell-like scenes, tilt series, WBP).
+- ``preprocessing``: normalisation, resampling, binning, EED, CLAHE, and the recipes that chain them.
+- ``network``: the hybrid network (Keras), its model folders, and the device it runs on.
+- ``measurement``: metrics, evaluation against references, thresholding and cleaning of masks.
+- ``segmentation``: segmenting tomograms and images with a trained model (uses preprocessing and network).
+- ``training``: data, patches, augmentation, losses and the training loop.
+- ``gan``: the Pix2Pix GAN of the paper's Appendix B and the synthetic pairs it makes.
+- ``cli``: the command line, one thin module per command; it uses everything and nothing imports it.
 """

@@ -1,6 +1,6 @@
 """``python -m membraneseg.engine COMMAND``: the same as the ``membraneseg`` command."""
 import sys
 
-from .cli import main
+from .cli.main import main
 
 sys.exit(main())

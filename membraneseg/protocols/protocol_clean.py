@@ -12,7 +12,7 @@ from pyworkflow.utils import Message
 from tomo.objects import SetOfTomoMasks, TomoMask
 
 from ..constants import OUT_FAILED, OUT_MASKS
-from ..engine import clean
+from ..engine.measurement import clean
 from .base import ProtMembraneSegPerTomo
 
 UNIT_NM3, UNIT_VOXELS = 0, 1

@@ -13,7 +13,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol import params
 from pyworkflow.utils import Message
 
-from ..engine import evaluate
+from ..engine.measurement import evaluate
 from .base import runEngineExplained
 from .protocol_clean import itemKind, itemThreshold
 
@@ -125,7 +125,7 @@ class ProtMembraneSegEvaluate(EMProtocol):
         return self._getExtraPath(REPORT)
 
     def getReport(self):
-        """The engine's report (see membraneseg.engine.evaluate), or None before it exists."""
+        """The engine's report (see membraneseg.engine.measurement.evaluate), or None before it exists."""
         if not os.path.exists(self.getReportPath()):
             return None
         with open(self.getReportPath()) as f:

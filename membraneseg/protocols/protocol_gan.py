@@ -15,10 +15,10 @@ from pyworkflow.utils import Message
 
 from .. import Plugin
 from ..constants import PAIRS_JSON
-from ..engine import gan_data
+from ..engine.gan import data as gan_data
 from ..objects import MembraneSegGanModel, MembraneSegPairs
 from .base import addComputeParams, runEngineExplained
-from .protocol_train import dataArgs, folderErrors, labelErrors, pairingErrors, parseLabels
+from .training_data import dataArgs, folderErrors, labelErrors, pairingErrors, parseLabels
 
 OUT_GAN = "ganModel"
 OUT_PAIRS = "syntheticPairs"

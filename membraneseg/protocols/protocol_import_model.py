@@ -9,7 +9,7 @@ from pyworkflow.utils import Message
 
 from .. import Plugin
 from ..constants import OUT_MODEL
-from ..engine import modelfile
+from ..engine.network import modelfile
 from ..objects import MembraneSegModel
 from .base import runEngineExplained
 

@@ -19,7 +19,7 @@ from tomo.objects import SetOfTomograms, Tomogram
 
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_TOMOS
-from ..engine import recipes
+from ..engine.preprocessing import recipes
 from .base import ProtMembraneSegPerTomo, addComputeParams
 
 BIN_NONE, BIN_FACTOR, BIN_PIXEL = 0, 1, 2

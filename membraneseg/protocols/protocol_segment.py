@@ -7,8 +7,8 @@ from tomo.objects import SetOfTomoMasks, TomoMask
 
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS, SEGMENT_BATCH
-from ..engine import modelfile
-from ..engine.predict import MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths
+from ..engine.network import modelfile
+from ..engine.segmentation.predict import MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths
 from .base import ProtMembraneSegPerTomo, addComputeParams
 
 

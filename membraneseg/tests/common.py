@@ -7,7 +7,8 @@ import sys
 from pyworkflow.utils import magentaStr
 from tomo.protocols import ProtImportTomograms
 
-from membraneseg.engine import io, phantoms
+from membraneseg.engine.core import io
+from membraneseg.engine.simulation import phantoms
 
 VOXEL = 10.0
 SHAPE = (40, 128, 128)       # Z, Y, X

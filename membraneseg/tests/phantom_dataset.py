@@ -16,7 +16,8 @@ import os
 import shutil
 import tempfile
 
-from ..engine import io, phantoms
+from ..engine.core import io
+from ..engine.simulation import phantoms
 from .common import SHAPE, VOXEL, engine
 
 NAME = "membraneseg_phantoms"

@@ -20,7 +20,9 @@ from tomo.objects import SetOfTomoMasks, SetOfTomograms
 from membraneseg import Plugin
 from membraneseg.constants import (ENV_ACTIVATION_VAR, ENV_NAME, MODEL_JSON, MODEL_WEIGHTS, OUT_FAILED, OUT_MASKS,
                                    OUT_MODEL, OUT_TOMOS)
-from membraneseg.engine import io, model as net, modelfile, predict
+from membraneseg.engine.core import io
+from membraneseg.engine.network import model as net, modelfile
+from membraneseg.engine.segmentation import predict
 from membraneseg.objects import MembraneSegModel
 from membraneseg.protocols import (ProtMembraneSegClean, ProtMembraneSegEvaluate, ProtMembraneSegImportModel,
                                    ProtMembraneSegPreprocess, ProtMembraneSegSegment, ProtMembraneSegTrain)

@@ -126,7 +126,7 @@ class TestForms(BaseTest):
 
     def test_train_loss_choices_are_the_engine_losses(self):
         """The form's Loss labels are indexes into the engine's LOSSES: one label per loss, in its order."""
-        from membraneseg.engine.trainconfig import LOSSES
+        from membraneseg.engine.training.config import LOSSES
         from membraneseg.protocols.protocol_train import ProtMembraneSegTrain
         choices = self.proj.newProtocol(ProtMembraneSegTrain).getParam("loss").choices
         self.assertEqual(len(choices), len(LOSSES))

@@ -12,7 +12,8 @@ from tomo.protocols import ProtImportTomomasks
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_FAILED, OUT_MASKS
-from membraneseg.engine import io, metrics
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
 from membraneseg.protocols import ProtMembraneSegClean
 from membraneseg.protocols.protocol_clean import UNIT_VOXELS
 from membraneseg.viewers import MembraneSegOverlayViewer, render

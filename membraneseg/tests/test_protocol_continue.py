@@ -14,7 +14,8 @@ from pyworkflow.utils import magentaStr
 
 from membraneseg import Plugin
 from membraneseg.constants import OUT_FAILED, OUT_TOMOS
-from membraneseg.engine import io, recipes
+from membraneseg.engine.core import io
+from membraneseg.engine.preprocessing import recipes
 from membraneseg.protocols.base import EngineKilled
 
 from .common import VOXEL, import_tomograms

@@ -9,7 +9,9 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from pyworkflow.utils import magentaStr
 
 from membraneseg.constants import MODEL_JSON, MODEL_WEIGHTS
-from membraneseg.engine import io, metrics, modelfile
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.network import modelfile
 from membraneseg.objects import MembraneSegModel
 from membraneseg.protocols import ProtMembraneSegEvaluate
 from membraneseg.viewers import MembraneSegEvaluationViewer, MembraneSegTrainingViewer

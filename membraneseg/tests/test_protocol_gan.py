@@ -10,7 +10,7 @@ from pyworkflow.utils import magentaStr
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_LABELS, OUT_MODEL, OUT_TOMOS
-from membraneseg.engine import io
+from membraneseg.engine.core import io
 from membraneseg.objects import MembraneSegPairs
 from membraneseg.protocols import (ProtMembraneSegGeneratePairs, ProtMembraneSegPhantoms, ProtMembraneSegTrain,
                                    ProtMembraneSegTrainGan)

@@ -11,7 +11,8 @@ from pyworkflow.utils import magentaStr
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_FAILED, OUT_TOMOS
-from membraneseg.engine import io, recipes
+from membraneseg.engine.core import io
+from membraneseg.engine.preprocessing import recipes
 from membraneseg.protocols import ProtMembraneSegPreprocess
 from membraneseg.protocols.protocol_preprocess import (BIN_FACTOR, BIN_PIXEL, EXTERNAL, IMOD_HOME_VAR,
                                                        TOMO3D_HOME_VAR, binvolProgram, pluginHome,

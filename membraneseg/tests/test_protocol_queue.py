@@ -23,7 +23,7 @@ bash "$1" > "$1.out" 2>&1
 echo "Submitted batch job 4242"
 """
 
-# The SLURM section of the README, with sbatch/squeue/scancel replaced by the fake and harmless commands.
+# The SLURM section of docs/cluster-and-gpu.rst, with sbatch/squeue/scancel replaced by the fake and harmless commands.
 HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %%_(JOB_NODES)d %%_(COMMAND)s
 NAME = SLURM

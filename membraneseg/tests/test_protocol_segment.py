@@ -11,7 +11,8 @@ from pyworkflow.utils import magentaStr
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_FAILED, OUT_MASKS, OUT_MODEL, OUT_PROBS
-from membraneseg.engine import io, metrics
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
 from membraneseg.protocols import ProtMembraneSegImportModel, ProtMembraneSegSegment
 from membraneseg.tests.common import SHAPE, VOXEL, import_tomograms, sourceParents
 from membraneseg.tests.datasets import getPhantomDataSet

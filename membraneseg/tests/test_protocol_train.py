@@ -11,7 +11,7 @@ from pyworkflow.utils import magentaStr
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_LABELS, OUT_MASKS, OUT_MODEL, OUT_TOMOS
-from membraneseg.engine import io
+from membraneseg.engine.core import io
 from membraneseg.protocols import ProtMembraneSegPhantoms, ProtMembraneSegSegment, ProtMembraneSegTrain
 from membraneseg.protocols.protocol_phantoms import KINDS
 from membraneseg.protocols.protocol_train import PRESETS
@@ -168,7 +168,7 @@ class TestTrainChain(TestBaseCentralizedLayer):
         self.assertIn("need a masks folder (/nowhere does not exist)", "\n".join(prot.validate()))
 
     def test_presets_match_the_engine(self):
-        from membraneseg.engine.model import PRESETS as ENGINE_PRESETS
+        from membraneseg.engine.network.model import PRESETS as ENGINE_PRESETS
         self.assertEqual(set(PRESETS), set(ENGINE_PRESETS))
 
     def test_continued_run_resumes_training(self):

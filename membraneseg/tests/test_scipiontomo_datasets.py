@@ -21,7 +21,9 @@ from tomo.tests import EMD_10439, TOMOSEGMEMTV_TEST_DATASET, DataSet_Tomosegmemt
 from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 
 from membraneseg.constants import OUT_MASKS, OUT_PROBS, OUT_TOMOS
-from membraneseg.engine import io, metrics, phantoms
+from membraneseg.engine.core import io
+from membraneseg.engine.measurement import metrics
+from membraneseg.engine.simulation import phantoms
 from membraneseg.protocols import ProtMembraneSegEvaluate, ProtMembraneSegPreprocess, ProtMembraneSegSegment
 from membraneseg.protocols.protocol_preprocess import BIN_FACTOR
 from membraneseg.tests import datasets
@@ -30,7 +32,7 @@ from membraneseg.tests.test_protocol_clean import import_masks
 
 # The reference is TARDIS's own prediction, not a manual annotation, and the default (starter) model has seen only
 # simple phantoms; the default-model recipe's first arm, trained on real slices, reached Dice 0.23 on real fields
-# it never saw (README). 0.10, under half of that, is a conservative floor that still fails a model finding
+# it never saw (model card). 0.10, under half of that, is a conservative floor that still fails a model finding
 # nothing, and the test also asks for more than an all-membrane mask would score. Not measured here (this machine
 # cannot download emd_10439): re-measure on a machine with the data and set the floor to about 80% of the value.
 DICE_FLOOR = 0.10

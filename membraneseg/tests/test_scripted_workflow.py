@@ -9,7 +9,7 @@ import unittest
 
 import numpy as np
 
-from membraneseg.engine import io
+from membraneseg.engine.core import io
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples",
                        "scripted_workflow.py")

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from ..engine import io
+from ..engine.core import io
 from . import render
 
 

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..engine import io
+from ..engine.core import io
 
 MASK_COLOUR = np.array([255, 0, 200], np.float32)        # magenta: visible on grey, unlike red/green for many
 LABEL_COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],

@@ -3,7 +3,7 @@ from pwem.viewers.views import TableView
 from pyworkflow.protocol import params
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
-from ..engine import evaluate
+from ..engine.measurement import evaluate
 from ..protocols.protocol_evaluate import TABLE, ProtMembraneSegEvaluate
 from . import render
 from .launch import launch

@@ -14,7 +14,7 @@ from . import render
 from .launch import launch
 from .viewer_overlay import launchLog, projectFile
 
-HISTORY = "training_history.json"   # written by membraneseg.engine.train
+HISTORY = "training_history.json"   # written by membraneseg.engine.training.loop
 
 
 def trainingTargets():

@@ -12,7 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import io, metrics
+from ..core import io
+from . import metrics
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ..constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
-from . import io
+from ...constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
+from ..core import io
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def model_folder(path):
     return os.path.dirname(path) if path.endswith(".json") else path
 
 
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+# membraneseg/weights, beside the engine: this file is membraneseg/engine/network/modelfile.py
+WEIGHTS_DIR = os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")), "weights")
 # The shipped model's weights checksum, kept apart from its card: a card rewritten together with its weights
 # cannot pass for the shipped model.
 SHIPPED_SUMS = os.path.join(WEIGHTS_DIR, "SHA256SUMS")

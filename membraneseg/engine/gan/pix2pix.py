@@ -3,7 +3,7 @@ slice, a PatchGAN discriminator on (mask, image) pairs, their training and their
 
 Losses are Pix2Pix's: the generator minimises BCE(D(mask, G(mask)), real) + lambda * L1(G(mask), image) with
 lambda 100; the discriminator the BCE of real and generated pairs, halved as in Pix2Pix so that it learns more
-slowly than the generator. Both use Adam (learning rate 2e-4, beta_1 0.5). ``gan_generate`` makes new pairs.
+slowly than the generator. Both use Adam (learning rate 2e-4, beta_1 0.5). ``generate`` makes new pairs.
 
 A GAN model folder holds generator.weights.h5, discriminator.weights.h5, gan_model.json (the card: sizes, pixel
 size, how images were scaled, history, training pairs, SHA-256 of the weights) and samples/epoch_NNN.png (rows
@@ -24,10 +24,11 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..constants import GAN_JSON, GAN_SAMPLES_DIR
-from . import gan_data, io
-from .modelfile import ModelError, read_json_card, save_weights, sha256_of
-from .predict import describe_device
+from ...constants import GAN_JSON, GAN_SAMPLES_DIR
+from . import data
+from ..core import io
+from ..network.modelfile import ModelError, read_json_card, save_weights, sha256_of
+from ..network.device import describe_device
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def build_generator(size, filters=32):
     stride-2 convolutions of filters x 1, 2, 4, 8, 8... (at most 8 x filters), batch norm but on the first,
     LeakyReLU 0.2; decoder: 4x4 stride-2 transposed convolutions, batch norm, dropout 0.5 on the three innermost
     levels, ReLU, and the encoder's skip concatenated."""
-    depth = gan_data.generator_depth(size)
+    depth = data.generator_depth(size)
     mask = keras.Input((size, size, 1), name="mask")
     x, skips = mask, []
     for i in range(depth):
@@ -83,7 +84,7 @@ def build_discriminator(size, filters=32):
     """PatchGAN on concat(mask, image): 4x4 convolutions C(f, stride 2, no batch norm), C(2f, s2), C(4f, s2),
     C(8f, s1), then a 1-channel C(1, s1) giving a (size/8, size/8, 1) map of logits. Each logit judges a 70 x 70
     px patch: the receptive field of five 4x4 kernels with strides 2, 2, 2, 1, 1 is 1 + 3 x (1+2+4+8+8) = 70."""
-    gan_data.generator_depth(size)
+    data.generator_depth(size)
     mask, image = keras.Input((size, size, 1), name="mask"), keras.Input((size, size, 1), name="image")
     x = layers.Concatenate()([mask, image])
     for width, stride in ((filters, 2), (2 * filters, 2), (4 * filters, 2), (8 * filters, 1)):
@@ -110,7 +111,7 @@ class GanCard:
     epochs_run: int = 0
     history: list = field(default_factory=list)          # per epoch: epoch, g_adv, g_l1, d_loss, seconds
     training_pairs: list = field(default_factory=list)   # per source: source, group, pairs
-    scaling: dict = field(default_factory=lambda: dict(gan_data.SCALING))
+    scaling: dict = field(default_factory=lambda: dict(data.SCALING))
     generator_sha256: str = ""
     discriminator_sha256: str = ""
     saved: str = ""
@@ -250,8 +251,8 @@ def train_gan(pairs, out_dir, size=256, filters=32, epochs=100, steps=None, batc
     log.info("GAN training on %s: %d pair(s), size %d px, filters %d (generator %d, discriminator %d parameters), "
              "epochs %d to %d of %d step(s) of %d", device, len(pairs), size, filters,
              generator.count_params(), discriminator.count_params(), done + 1, epochs, steps, batch_size)
-    sampler = gan_data.CropSampler(pairs, size, seed + 7919 * done)   # a resumed run draws new crops
-    val_masks, val_images = gan_data.fixed_crops(pairs, size)
+    sampler = data.CropSampler(pairs, size, seed + 7919 * done)   # a resumed run draws new crops
+    val_masks, val_images = data.fixed_crops(pairs, size)
     step = _train_step(generator, discriminator, *optimizers, float(lambda_l1))
     for epoch in range(done + 1, epochs + 1):
         start, sums = time.time(), np.zeros(3)
@@ -264,7 +265,7 @@ def train_gan(pairs, out_dir, size=256, filters=32, epochs=100, steps=None, batc
                  d_loss, time.time() - start, device)
         fake = generator(val_masks, training=False).numpy()
         rows = [[m[..., 0] * 2 - 1, f[..., 0], x[..., 0]] for m, f, x in zip(val_masks, fake, val_images)]
-        io.write(os.path.join(out_dir, GAN_SAMPLES_DIR, "epoch_%03d.png" % epoch), gan_data.grid(rows))
+        io.write(os.path.join(out_dir, GAN_SAMPLES_DIR, "epoch_%03d.png" % epoch), data.grid(rows))
         _checkpoint(out_dir, epoch, (generator, discriminator), optimizers,
                     dict(epoch=epoch, settings=settings, history=card.history))
         card.epochs_run = epoch

@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from . import io, metrics
+from ..core import io
+from . import metrics
 from .evaluate import DEFAULT_THRESHOLD, SLAB, detect_kind
 
 log = logging.getLogger(__name__)

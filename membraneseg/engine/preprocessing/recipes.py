@@ -19,12 +19,12 @@ import tempfile
 
 import numpy as np
 
-from ..constants import RECIPE_SUFFIX, VERSION
-from . import io
+from ...constants import RECIPE_SUFFIX, VERSION
+from ..core import io
 from .binning import bin_factor, binned
 from .clahe import clahe_planes, clahe_tiles
 from .preprocess import CLIP_PERCENTILES, check_volume, finite, normalize, robust_stats, sample
-from .streaming import Lazy, chunks, pointwise
+from ..core.streaming import Lazy, chunks, pointwise
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def check_recipe(recipe):
 
 
 def recipe_from_args(args):
-    """The recipe the ``preprocess`` command-line options ask for (see cli_preprocess)."""
+    """The recipe the ``preprocess`` command-line options ask for (see ``cli.preprocess``)."""
     if getattr(args, "recipe", None):
         return check_recipe(read_recipe(args.recipe))
     recipe = {}
@@ -114,7 +114,7 @@ def recipe_path(volume_path):
 
 def read_recipe(path):
     """The recipe in a ``_recipe.json`` file, a model card (its "preprocessing") or a model folder."""
-    from ..constants import MODEL_JSON
+    from ...constants import MODEL_JSON
     path = os.path.join(path, MODEL_JSON) if os.path.isdir(path) else str(path)
     try:
         with open(path) as f:

@@ -5,8 +5,8 @@ import logging
 
 import numpy as np
 
-from . import io
-from .streaming import CHUNK_VOXELS, Lazy
+from ..core import io
+from ..core.streaming import CHUNK_VOXELS, Lazy
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,13 @@
 import logging
 import os
 
-from .cli import _compute_options, _image_pairs, expand_inputs
+from ..core.inputs import expand_inputs, image_pairs
+from .options import check_folder_pairs, compute_options
 
 log = logging.getLogger("membraneseg")
 
 
-def add_gan(sub):
+def add(sub):
     p = sub.add_parser("gan", help="Pix2Pix GAN: train it on mask/image pairs, or generate new pairs with it",
                        description="A Pix2Pix GAN (Morales-Martinez et al. 2025, Appendix B) turns binary membrane "
                                    "masks into realistic tomogram slices. 'gan train' learns it from image/mask "
@@ -60,7 +61,7 @@ def add_gan_train(gsub):
     t.add_argument("--volume-pixel-size", type=float, metavar="Å",
                    help="Å per voxel of the --volume tomograms (default: their MRC headers)")
     t.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    _compute_options(t)
+    compute_options(t)
     t.set_defaults(func=cmd_gan_train)
 
 
@@ -98,35 +99,37 @@ def add_gan_generate(gsub):
     g.add_argument("--blur-sigma", type=float, default=1.0, metavar="PX",
                    help="largest Gaussian blur sigma in pixels that smooths the mask contours, 0-2 (default 1; "
                         "each mask gets a random sigma from 0 to PX; 2-px lines survive up to 2)")
-    _compute_options(g)
+    compute_options(g)
     g.set_defaults(func=cmd_gan_generate)
 
 
 def _check_folders(*dirs):
-    from . import io
+    from ..core import io
     for d in dirs:
         if not os.path.isdir(d):
             raise io.InputError(d, "folder not found")
 
 
 def cmd_gan_train(args):
-    from . import gan, gan_data, io
+    from ..gan import data, pix2pix
+    from ..core import io
     if not (args.images or args.volume):
         raise SystemExit("no training data: give --images DIR --masks DIR and/or --volume TOMO LABELS")
     if min(args.epochs, args.batch_size, args.filters, args.slice_stride, args.steps or 1) < 1:
         raise SystemExit("--epochs, --steps, --batch-size, --filters and --slice-stride must be positive")
     try:
-        gan_data.generator_depth(args.size)
+        data.generator_depth(args.size)
     except ValueError as exc:
         raise SystemExit("--size: %s" % exc)
+    check_folder_pairs(args.images, args.masks, "--images", "--masks")
     _check_folders(*args.images, *args.masks)
-    pairs = [gan_data.load_image_pair(i, m, args.image_pixel_size, folder)
-             for i, m, folder in _image_pairs(args.images, args.masks)]
+    pairs = [data.load_image_pair(i, m, args.image_pixel_size, folder)
+             for i, m, folder in image_pairs(args.images, args.masks)]
     for tomo, labels in args.volume:
-        pairs += gan_data.load_volume_pairs(tomo, labels, args.membrane_labels, args.volume_pixel_size,
+        pairs += data.load_volume_pairs(tomo, labels, args.membrane_labels, args.volume_pixel_size,
                                             args.slice_stride)
     px = args.pixel_size or next((p.pixel_size for p in pairs if p.pixel_size), 0.0)
-    pairs = [gan_data.resample(p, px) for p in pairs]
+    pairs = [data.resample(p, px) for p in pairs]
     small = [p for p in pairs if min(p.image.shape) < args.size // 2]
     if small:
         log.warning("%d pair(s) are smaller than half the crop size (%d px) and are mostly border, e.g. %s",
@@ -135,31 +138,32 @@ def cmd_gan_train(args):
              len(args.images), len(args.volume), "%.2f Å/px" % px if px else "an unknown pixel size")
     if not pairs:
         raise io.InputError(args.output, "no training pairs")
-    card = gan.train_gan(pairs, args.output, size=args.size, filters=args.filters, epochs=args.epochs,
+    card = pix2pix.train_gan(pairs, args.output, size=args.size, filters=args.filters, epochs=args.epochs,
                          steps=args.steps, batch_size=args.batch_size, lr=args.learning_rate,
                          lambda_l1=args.l1_weight, seed=args.seed, pixel_size=px)
     print("%s\t%d epochs\tg_l1 %.4f" % (args.output, card.epochs_run, card.history[-1]["g_l1"]))
 
 
 def cmd_gan_generate(args):
-    from . import gan, gan_data, gan_generate, io
+    from ..gan import data, generate, pix2pix
+    from ..core import io
     if args.count < 1 or args.slice_stride < 1:
         raise SystemExit("--count and --slice-stride must be positive")
     if not 0 <= args.blur_sigma <= 2 or not 0 <= args.max_angle <= 180:
         raise SystemExit("--blur-sigma must be in [0, 2] px and --max-angle in [0, 180] degrees")
-    card = gan.read_gan_card(args.gan)   # before reading the masks: they are resampled to its pixel size
+    card = pix2pix.read_gan_card(args.gan)   # before reading the masks: they are resampled to its pixel size
     masks = []
     for path in expand_inputs(args.masks):
-        masks += gan_data.load_masks(path, args.membrane_labels, args.slice_stride, args.mask_pixel_size,
+        masks += data.load_masks(path, args.membrane_labels, args.slice_stride, args.mask_pixel_size,
                                      card.pixel_size)
     reals = []
     for path in expand_inputs(args.real_images):
         vol = io.read(path)
         if vol.data.shape[0] != 1:
             raise io.InputError(path, "a volume where 2D real images are needed")
-        reals.append((os.path.basename(path), gan_data.scale_image(vol.data[0])))
+        reals.append((os.path.basename(path), data.scale_image(vol.data[0])))
     log.info("GAN input: %d source mask(s) from %d path(s), %d real image(s)", len(masks), len(args.masks),
              len(reals))
-    gan_generate.generate(args.gan, masks, args.output, args.count, args.seed, reals, args.max_angle,
+    generate.generate(args.gan, masks, args.output, args.count, args.seed, reals, args.max_angle,
                           (0.0, args.blur_sigma))
     print("%s\t%d pairs" % (args.output, args.count))

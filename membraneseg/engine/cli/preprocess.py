@@ -6,13 +6,13 @@ Each step can be switched off; the recipe that ran is written beside the output 
 import logging
 import os
 
-from . import recipes
-from .cli import _compute_options, read_input
+from ..preprocessing import recipes
+from .options import compute_options, read_input
 
 log = logging.getLogger("membraneseg")
 
 
-def add_preprocess(sub):
+def add(sub):
     eed, clahe = recipes.EED_DEFAULTS, recipes.CLAHE_DEFAULTS
     p = sub.add_parser("preprocess", help="bin, normalise, denoise (EED) and CLAHE a tomogram before segmenting "
                                           "or training",
@@ -73,9 +73,9 @@ def add_preprocess(sub):
                         % clahe["block"])
     g.add_argument("--clahe-clip", type=float, default=clahe["clip"], metavar="C",
                    help="clip limit: higher boosts local contrast and noise (default %g)" % clahe["clip"])
-    _compute_options(p)
+    compute_options(p)
     # numba and OpenCV do the work: TensorFlow is not needed (cli._setup may skip it)
-    p.set_defaults(func=cmd_preprocess, needs_tensorflow=False)
+    p.set_defaults(func=run, needs_tensorflow=False)
 
 
 def output_path(input_path, output):
@@ -94,7 +94,7 @@ def _set_threads(threads):
         cv2.setNumThreads(threads)
 
 
-def cmd_preprocess(args):
+def run(args):
     try:
         recipe = recipes.recipe_from_args(args)
     except ValueError as exc:

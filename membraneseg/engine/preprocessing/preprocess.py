@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import io
+from ..core import io
 
 log = logging.getLogger(__name__)
 

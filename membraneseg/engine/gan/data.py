@@ -1,4 +1,4 @@
-"""Data for the Pix2Pix GAN (``gan``): (mask, image) pairs from 2D image/mask files and from tomograms with label
+"""Data for the Pix2Pix GAN (``pix2pix``): (mask, image) pairs from 2D image/mask files and from tomograms with label
 maps, random training crops, the random changes that turn one mask into a new one, and picture grids.
 
 Images are scaled like the generator's tanh output: robust normalisation (``preprocess.normalize``), clipped at
@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import io, preprocess, tiling
+from ..core import io, tiling
+from ..preprocessing import preprocess
 
 CLIP_SD = 3.0
 SCALING = {"normalize": "robust", "clip_sd": CLIP_SD, "range": [-1, 1], "png": "uint8 = round((x + 1) * 127.5)"}

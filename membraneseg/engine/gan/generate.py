@@ -1,5 +1,5 @@
-"""New training pairs from a trained Pix2Pix GAN (``gan``): source masks are cut to the GAN's size, changed at
-random (``gan_data.transform_mask``) and turned into images by the generator.
+"""New training pairs from a trained Pix2Pix GAN (``pix2pix``): source masks are cut to the GAN's size, changed at
+random (``data.transform_mask``) and turned into images by the generator.
 
 The output folder holds images/syn_NNNNN.png (uint8, [-1, 1] -> 0..255) and masks/syn_NNNNN.png (0/255), which
 ``membraneseg train --images OUT/images --masks OUT/masks`` reads; pairs.csv (per pair: its files, the source mask
@@ -16,9 +16,10 @@ import shutil
 
 import numpy as np
 
-from ..constants import PAIRS_GRID, PAIRS_JSON
-from . import gan, gan_data, io
-from .predict import describe_device
+from ...constants import PAIRS_GRID, PAIRS_JSON
+from . import data, pix2pix
+from ..core import io
+from ..network.device import describe_device
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ def _source_masks(sources, count, size, rng, max_angle, blur_sigma):
         if i % len(sources) == 0:
             order = rng.permutation(len(sources))
         name, mask = sources[order[i % len(sources)]]
-        region = gan_data.source_region(mask, side, rng)
-        yield name, gan_data.centre(gan_data.transform_mask(region, rng, max_angle, blur_sigma), size)
+        region = data.source_region(mask, side, rng)
+        yield name, data.centre(data.transform_mask(region, rng, max_angle, blur_sigma), size)
 
 
 def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle=180.0, blur_sigma=(0.0, 1.0)):
@@ -51,11 +52,11 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
     sources = _named(masks, "mask")
     if not sources or count < 1:
         raise ValueError("generate needs source masks and a count of at least 1")
-    generator, card = gan.load_generator(gan_dir)
+    generator, card = pix2pix.load_generator(gan_dir)
     out_dir = os.path.abspath(str(out_dir))
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, PAIRS_JSON)):
         raise io.InputError(out_dir, "exists and does not hold generated pairs; choose a new or empty folder")
-    names, tiles, thumbs = gan_data.real_tiles(_named(real_images or [], "real"), card.size)
+    names, tiles, thumbs = data.real_tiles(_named(real_images or [], "real"), card.size)
     log.info("generating %d pair(s) of %d px on %s from %d source mask(s)%s", count, card.size, describe_device(),
              len(sources), ", compared with %d real tile(s)" % len(tiles) if tiles else "")
     tmp = out_dir + ".partial"
@@ -69,12 +70,12 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
         fake = generator(np.stack([m for _, m in batch])[..., None].astype(np.float32), training=False).numpy()
         for i, ((source, mask), image) in enumerate(zip(batch, fake[..., 0]), start):
             stem = "syn_%05d.png" % i
-            io.write(os.path.join(tmp, "images", stem), gan_data.to_uint8(image))
+            io.write(os.path.join(tmp, "images", stem), data.to_uint8(image))
             io.write(os.path.join(tmp, "masks", stem), mask * np.uint8(255))
             row = dict(image="images/" + stem, mask="masks/" + stem, source_mask=source, nearest_real="",
                        nearest_distance="")
             if tiles:
-                k, d = gan_data.nearest(image, thumbs)
+                k, d = data.nearest(image, thumbs)
                 row.update(nearest_real=names[k], nearest_distance="%.4f" % d)
             rows.append(row)
             if len(grid) < GRID_ROWS:
@@ -83,7 +84,7 @@ def generate(gan_dir, masks, out_dir, count, seed=0, real_images=None, max_angle
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    io.write(os.path.join(tmp, PAIRS_GRID), gan_data.grid(grid))
+    io.write(os.path.join(tmp, PAIRS_GRID), data.grid(grid))
     with open(os.path.join(tmp, PAIRS_JSON), "w") as f:
         json.dump(dict(count=count, seed=seed, gan_model=os.path.abspath(str(gan_dir)),
                        gan_sha256=card.generator_sha256, pixel_size=card.pixel_size, size=card.size,

@@ -1,11 +1,12 @@
 """The settings of a training run, with the paper's recipe as defaults.
 
-Kept apart from train.py so that the command line can show these defaults without importing TensorFlow.
+Kept apart from the rest of training so that the command line and the Scipion forms can show these defaults
+without importing TensorFlow.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .evaluate import DEFAULT_TOLERANCE
+from ..measurement.evaluate import DEFAULT_TOLERANCE
 
 
 BORDERS = ("reflect", "replicate")     # what patches may show beyond an image's edge; the first is the default

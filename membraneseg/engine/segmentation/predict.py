@@ -14,8 +14,11 @@ import time
 
 import numpy as np
 
-from ..constants import MASK_SUFFIX, PROB_SUFFIX, SEGMENT_BATCH
-from . import io, modelfile, preprocess, recipes, tiling
+from ...constants import MASK_SUFFIX, PROB_SUFFIX, SEGMENT_BATCH
+from ..core import io, tiling
+from ..network import modelfile
+from ..network.device import describe_device
+from ..preprocessing import preprocess, recipes
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +36,6 @@ SINGLE_WINDOW_MAX = 512
 # Memory-mapped input and outputs are dropped from the resident set after this many bytes of them were touched:
 # often enough to keep memory bounded, rarely enough that the write-back (msync) does not stall every slab.
 RELEASE_BYTES = 256 << 20
-
-
-def describe_device():
-    """Which device TensorFlow will run on, said plainly (a silent fall-back to the CPU is a known complaint)."""
-    import tensorflow as tf
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return "GPU (%s)" % ", ".join(g.name for g in gpus)
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    return "CPU (%s threads; no GPU visible to TensorFlow)" % threads
 
 
 class Predictor:
@@ -87,7 +80,7 @@ class Predictor:
             return self._forwards[window]
         import keras
         import tensorflow as tf
-        from . import model as net
+        from ..network import model as net
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bf16" else "float32")
         try:
