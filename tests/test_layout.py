@@ -17,8 +17,8 @@ SCIPION = ("pyworkflow", "pwem", "tomo")
 # of the engine's docstring. The command line may import everything; nothing may import it.
 ALLOWED = {
     "core": set(),
-    "simulation": {"core"},
     "preprocessing": {"core"},
+    "simulation": {"core", "preprocessing"},
     "network": {"core"},
     "measurement": {"core"},
     "segmentation": {"core", "preprocessing", "network"},

@@ -5,8 +5,9 @@ the ``membraneseg`` command line (``python -m membraneseg.engine`` is the same p
 importing only the ones listed before it (``tests/test_layout.py`` checks the rule):
 
 - ``core``: file formats (MRC, TIFF, PNG), finding inputs, slab-by-slab streaming, patches and tiles.
-- ``simulation``: synthetic tomograms with exact labels (phantoms, cell-like scenes, tilt series, WBP).
 - ``preprocessing``: normalisation, resampling, binning, EED, CLAHE, and the recipes that chain them.
+- ``simulation``: synthetic tomograms with exact labels (phantoms, cell-like scenes, the microscope's optics, tilt
+  series, WBP, raw tomograms with every nuisance of real data).
 - ``network``: the hybrid network (Keras), its model folders, and the device it runs on.
 - ``measurement``: metrics, evaluation against references, thresholding and cleaning of masks.
 - ``segmentation``: segmenting tomograms and images with a trained model (uses preprocessing and network).

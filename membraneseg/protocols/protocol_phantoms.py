@@ -18,12 +18,23 @@ from .. import Plugin
 from ..constants import OUT_LABELS, OUT_TOMOS
 from .base import runEngineExplained
 
-KINDS = ("cell", "simple")
-KIND_CELL = 0
+KINDS = ("cell", "simple", "raw")
+KIND_CELL, KIND_RAW = 0, 2
+RANDOM = "random"
+# raw phantoms: the engine's choices, with "random" first (drawn per phantom)
+RAW_CHOICES = {"rawKv": ("--kv", (RANDOM, "300", "200")),
+               "rawPhaseFlip": ("--phase-flip", (RANDOM, "yes", "no")),
+               "rawReconstruction": ("--reconstruction", (RANDOM, "wbp", "sirt")),
+               "rawLook": ("--look", (RANDOM, "raw", "lowpass", "eed", "denoised")),
+               "rawPolarity": ("--polarity", (RANDOM, "dark", "bright")),
+               "rawContent": ("--content", ("cell", "negatives", "empty"))}
+RAW_VALUES = {"rawDefocus": "--defocus", "rawDose": "--dose", "rawThickness": "--thickness"}
 PREFIX = "phantom"
 LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>_labels.mrc
 LABEL_NAMES = {"cell": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead",
-               "simple": "0 background, 1 membrane"}
+               "simple": "0 background, 1 membrane",
+               "raw": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead, "
+                      "5 carbon film, 6 ice contamination"}
 PAPER_VOXELS = 250 * 500 * 500         # the paper's phantoms; the simulation of one takes several GB of RAM
 
 
@@ -32,6 +43,8 @@ class ProtMembraneSegPhantoms(EMProtocol):
 
     "cell" phantoms are realistic: membranes of many curvatures, vesicles, filaments and macromolecules, imaged as a
     noisy, misaligned tilt series and reconstructed by weighted back-projection, so the missing wedge is real.
+    "raw" phantoms are recorded as a real microscope does (CTF, dose, radiation damage, shot noise, ice thickness)
+    and given a look and a contrast polarity, to train and test models for raw tomograms.
     "simple" phantoms are vesicles in noise: quick, for tests. The outputs are the tomograms and their label maps,
     paired by tsId, ready for "train membrane model".
     """
@@ -48,8 +61,11 @@ class ProtMembraneSegPhantoms(EMProtocol):
                       display=params.EnumParam.DISPLAY_HLIST, label="Kind",
                       help="cell: realistic (membranes, vesicles, filaments, macromolecules, gold; tilt series "
                            "and reconstruction), for pretraining. Labels: %s.\nsimple: vesicles in noise, made in "
-                           "a blink, for tests and demos. Labels: %s."
-                           % (LABEL_NAMES["cell"], LABEL_NAMES["simple"]))
+                           "a blink, for tests and demos. Labels: %s.\nraw: like a raw tomogram from the "
+                           "microscope: the CTF, the electron dose and its damage, shot and detector noise, the ice "
+                           "thickness, WBP or SIRT-like reconstruction, a look and a polarity; what you leave "
+                           "random is drawn per phantom (see the Raw tab). Labels: %s."
+                           % (LABEL_NAMES["cell"], LABEL_NAMES["simple"], LABEL_NAMES["raw"]))
         line = form.addLine("Size (voxels)",
                             help="X, Y and Z in voxels. The paper's phantoms are 500 x 500 x 250; 256 x 256 x 128 "
                                  "takes a few seconds each and is plenty for CPU pretraining.")
@@ -63,18 +79,52 @@ class ProtMembraneSegPhantoms(EMProtocol):
         form.addParam("seed", params.IntParam, default=0, label="Random seed",
                       help="Phantom i uses seed + i, so the same seed gives the same phantoms. Use another seed "
                            "for independent test phantoms.")
-        form.addParam("tiltRange", params.FloatParam, default=60.0, condition="kind == %d" % KIND_CELL,
+        form.addParam("tiltRange", params.FloatParam, default=60.0, condition="kind != 1",
                       validators=[params.Range(0.0, 90.0)], label="Tilt range (± degrees)",
                       help="The simulated tilt series goes from minus to plus this angle (the paper: 60). A "
                            "smaller range gives a larger missing wedge.")
-        form.addParam("tiltStep", params.FloatParam, default=3.0, condition="kind == %d" % KIND_CELL,
+        form.addParam("tiltStep", params.FloatParam, default=3.0, condition="kind != 1",
                       validators=[params.GT(0)], label="Tilt step (degrees)",
                       help="Degrees between tilts (3 is common; 2 gives more projections and a slower run).")
         form.addParam("snr", params.FloatParam, allowsNull=True, label="Signal-to-noise ratio (optional)",
+                      condition="kind != %d" % KIND_RAW,
                       help="A variance ratio, no unit. Empty: random in [1, 2] per phantom for cell phantoms (the "
                            "paper's range, measured on the tilt series), 1.5 for simple ones (membrane signal over "
                            "noise in the volume). Lower values make harder data.")
+        self._defineRawParams(form)
         form.addParallelSection(threads=1, mpi=0)
+
+    def _defineRawParams(self, form):
+        form.addSection(label="Raw")
+        raw = "kind == %d" % KIND_RAW
+        form.addParam("rawKv", params.EnumParam, choices=list(RAW_CHOICES["rawKv"][1]), default=0, condition=raw,
+                      label="Voltage (kV)", help="Acceleration voltage; random: 300 kV three times in four.")
+        form.addParam("rawDefocus", params.FloatParam, allowsNull=True, condition=raw, label="Defocus (µm)",
+                      help="Underfocus in µm (-4 and 4 both mean 4 µm underfocus). Empty: random from 1.5 to 6.")
+        form.addParam("rawPhaseFlip", params.EnumParam, choices=list(RAW_CHOICES["rawPhaseFlip"][1]), default=0,
+                      condition=raw, label="CTF phase flipping", help="Correct each tilt by phase flipping.")
+        form.addParam("rawDose", params.FloatParam, allowsNull=True, condition=raw, label="Total dose (e/Å²)",
+                      help="Electrons per Å² over the whole tilt series. Empty: random from 60 to 180.")
+        form.addParam("rawThickness", params.FloatParam, allowsNull=True, condition=raw,
+                      label="Specimen thickness (nm)",
+                      help="Ice thickness in nm (thicker ice dims the images, more so at high tilt); the volume's "
+                           "Z is this thickness in voxels, at most the size Z. Empty: random from 100 to 300.")
+        form.addParam("rawReconstruction", params.EnumParam, choices=list(RAW_CHOICES["rawReconstruction"][1]),
+                      default=0, condition=raw, label="Reconstruction",
+                      help="wbp: weighted back-projection with IMOD's radial filter; sirt: a SIRT-like filter of "
+                           "10 to 30 iterations (smoother).")
+        form.addParam("rawLook", params.EnumParam, choices=list(RAW_CHOICES["rawLook"][1]), default=0,
+                      condition=raw, label="Look",
+                      help="raw: as reconstructed; lowpass: Gaussian low-pass to 30-60 Å; eed: edge-enhancing "
+                           "diffusion; denoised: as after cryoCARE or IsoNet.")
+        form.addParam("rawPolarity", params.EnumParam, choices=list(RAW_CHOICES["rawPolarity"][1]), default=0,
+                      condition=raw, label="Polarity",
+                      help="dark: matter dark, as IMOD writes; bright: inverted, as some pipelines write.")
+        form.addParam("rawContent", params.EnumParam, choices=list(RAW_CHOICES["rawContent"][1]), default=0,
+                      condition=raw, label="Content",
+                      help="cell: with membranes; negatives: everything but membranes (microtubules, actin, dense "
+                           "particles, gold), to test what a model calls membrane where there is none; empty: "
+                           "ice and noise alone.")
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
@@ -88,11 +138,25 @@ class ProtMembraneSegPhantoms(EMProtocol):
         args = ["-o", self._getExtraPath(), "--count", self.count.get(), "--shape", self.sizeZ.get(),
                 self.sizeY.get(), self.sizeX.get(), "--voxel-size", "%g" % self.voxelSize.get(), "--seed",
                 self.seed.get(), "--kind", self.getKind(), "--prefix", PREFIX]
-        if self.getKind() == "cell":
+        if self.getKind() != "simple":
             args += ["--tilt-range", "%g" % self.tiltRange.get(), "--tilt-step", "%g" % self.tiltStep.get()]
+        if self.getKind() == "raw":
+            args += self.rawArgs()
         if self.snr.get() is not None:
             args += ["--snr", "%g" % self.snr.get()]
         runEngineExplained(self, "phantoms", args, threads=self.numberOfThreads.get())
+
+    def rawArgs(self):
+        """The engine options of the Raw tab: those left random are not passed, so the engine draws them."""
+        args = []
+        for name, (option, choices) in RAW_CHOICES.items():
+            value = choices[getattr(self, name).get()]
+            if value != RANDOM:
+                args += [option, value]
+        for name, option in RAW_VALUES.items():
+            if getattr(self, name).get() is not None:
+                args += [option, "%g" % getattr(self, name).get()]
+        return args
 
     def createOutputStep(self):
         names = sorted(f for f in glob.glob(self._getExtraPath(PREFIX + "_*.mrc")) if not f.endswith(LABELS_SUFFIX))
@@ -122,8 +186,8 @@ class ProtMembraneSegPhantoms(EMProtocol):
         self._defineSourceRelation(tomos, labels)
 
     def acquisition(self):
-        """The simulated tilt series, as the tomograms' acquisition (cell phantoms; simple ones have none)."""
-        if self.getKind() != "cell":
+        """The simulated tilt series, as the tomograms' acquisition (simple phantoms have none)."""
+        if self.getKind() == "simple":
             return TomoAcquisition()
         return TomoAcquisition(angleMin=-self.tiltRange.get(), angleMax=self.tiltRange.get(),
                                step=self.tiltStep.get())
@@ -137,7 +201,7 @@ class ProtMembraneSegPhantoms(EMProtocol):
 
     def _warnings(self):
         voxels = self.sizeX.get() * self.sizeY.get() * self.sizeZ.get()
-        if self.getKind() == "cell" and voxels > PAPER_VOXELS:
+        if self.getKind() != "simple" and voxels > PAPER_VOXELS:
             return ["Each phantom has %.0f million voxels, more than the paper's 500 x 500 x 250: simulating one "
                     "needs several GB of RAM and minutes." % (voxels / 1e6)]
         return []
@@ -153,9 +217,12 @@ class ProtMembraneSegPhantoms(EMProtocol):
                 "Labels: %s." % LABEL_NAMES[self.getKind()]]
 
     def _methods(self):
-        how = ("imaged as a tilt series from -%g° to %g° every %g° and reconstructed by weighted back-projection"
-               % (self.tiltRange.get(), self.tiltRange.get(), self.tiltStep.get())
-               if self.getKind() == "cell" else "made of vesicles with a double-Gaussian bilayer profile in noise")
+        how = {"cell": "imaged as a tilt series from -%g° to %g° every %g° and reconstructed by weighted "
+                       "back-projection" % (self.tiltRange.get(), self.tiltRange.get(), self.tiltStep.get()),
+               "raw": "imaged as a tilt series from -%g° to %g° every %g° with the contrast transfer function, the "
+                      "electron dose, radiation damage and shot noise of a real acquisition, and reconstructed"
+                      % (self.tiltRange.get(), self.tiltRange.get(), self.tiltStep.get()),
+               "simple": "made of vesicles with a double-Gaussian bilayer profile in noise"}[self.getKind()]
         return ["%d synthetic tomograms of %d x %d x %d voxels at %g Å/voxel with exact labels were generated with "
                 "scipion-em-membraneseg in the manner of PolNet [MartinezSanchez2024], %s." % (
                     self.count.get(), self.sizeX.get(), self.sizeY.get(), self.sizeZ.get(), self.voxelSize.get(),

@@ -13,7 +13,7 @@ from tomo.tests.test_base_centralized_layer import TestBaseCentralizedLayer
 from membraneseg.constants import OUT_LABELS, OUT_MASKS, OUT_MODEL, OUT_TOMOS
 from membraneseg.engine.core import io
 from membraneseg.protocols import ProtMembraneSegPhantoms, ProtMembraneSegSegment, ProtMembraneSegTrain
-from membraneseg.protocols.protocol_phantoms import KINDS
+from membraneseg.protocols.protocol_phantoms import KINDS, RAW_CHOICES
 from membraneseg.protocols.protocol_train import PRESETS
 from membraneseg.tests.common import sourceParents
 
@@ -87,6 +87,25 @@ class TestTrainChain(TestBaseCentralizedLayer):
         self.assertTrue(values <= {0, 1, 2, 3, 4} and values & {1, 2}, values)
         self.assertEqual(tomos.getAcquisition().getAngleMax(), 60.0)
         self.assertIn("4 macromolecule", " ".join(prot.summary()))
+
+    def test_raw_phantoms(self):
+        shape = (40, 96, 96)
+        prot = self.newProtocol(ProtMembraneSegPhantoms, count=2, kind=KINDS.index("raw"), sizeZ=shape[0],
+                                sizeY=shape[1], sizeX=shape[2], voxelSize=20.0, seed=4, tiltRange=50.0,
+                                tiltStep=5.0, rawDefocus=-3.0, rawDose=80.0, rawThickness=150.0,
+                                rawPolarity=RAW_CHOICES["rawPolarity"][1].index("bright"))
+        self.launchProtocol(prot)
+        tomos, labels = getattr(prot, OUT_TOMOS), getattr(prot, OUT_LABELS)
+        # Z: 150 nm at 20 Å is 75 voxels, more than the size's 40, so the volume is 40 deep
+        self.checkTomograms(tomos, expectedSetSize=2, expectedSRate=20.0, expectedDimensions=dims(shape))
+        self.checkTomoMasks(labels, expectedSetSize=2, expectedSRate=20.0)
+        self.assertEqual(tomos.getAcquisition().getAngleMax(), 50.0)
+        for tomo in tomos:
+            with open(tomo.getFileName()[:-len(".mrc")] + ".json") as f:
+                settings = json.load(f)
+            self.assertEqual((settings["defocus"], settings["dose"], settings["thickness"], settings["polarity"]),
+                             (30000.0, 80.0, 1500.0, "bright"))
+        self.assertIn("5 carbon film", " ".join(prot.summary()))
 
     def test_pretrain_finetune_segment(self):
         # pretraining: a 2.5D model on the phantoms (2 train, 1 validation, 1 test tomogram)

@@ -17,7 +17,7 @@ from .phantoms import _rotation
 
 REFERENCE_AREA_NM2 = 256 * 256  # structure counts are per 256 nm x 256 nm of field of view
 # microtubule: wall centred 10.5 nm from the axis, 5 nm thick (sigma 2 nm); actin: 7 nm across (sigma 3 nm)
-FILAMENTS = {"microtubule": dict(radius=10.5, sigma=2.0, persistence=2000.0),
+FILAMENTS = {"microtubule": dict(radius=10.5, sigma=2.0, persistence=2000.0, protofilaments=13),
              "actin": dict(radius=0.0, sigma=3.0, persistence=500.0)}
 
 
@@ -378,16 +378,18 @@ def _add_gold(scene, rng, count):
             scene.gold.append((centre, radius))
 
 
-def build_scene(shape, voxel_size=10.0, rng=None):
+def build_scene(shape, voxel_size=10.0, rng=None, membranes=True, crowding=1.0):
     """A random scene for a volume of ``shape`` (Z, Y, X) voxels of ``voxel_size`` Å. Counts scale with the field of
     view; however small the volume, one large membrane, two vesicles, one actin bundle and one particle cluster are
-    tried (each is left out if it cannot be placed)."""
+    tried (each is left out if it cannot be placed). ``membranes`` False leaves membranes out (a scene of
+    negatives); ``crowding`` multiplies the number of particle clusters."""
     rng = rng if rng is not None else np.random.default_rng()
     scene = Scene(tuple(int(s) for s in shape), float(voxel_size))
     scale = scene.shape[1] * scene.shape[2] / scene.nm ** 2 / REFERENCE_AREA_NM2
-    _add_large_membranes(scene, rng, max(1, rng.poisson(1.5 * scale)))
-    _add_vesicles(scene, rng, max(2, rng.poisson(10 * scale)))
+    if membranes:
+        _add_large_membranes(scene, rng, max(1, rng.poisson(1.5 * scale)))
+        _add_vesicles(scene, rng, max(2, rng.poisson(10 * scale)))
     _add_filaments(scene, rng, rng.poisson(1.0 * scale), max(1, rng.poisson(3 * scale)))
-    _add_particles(scene, rng, max(1, rng.poisson(3 * scale)), per_membrane=6 * min(scale, 1.0))
+    _add_particles(scene, rng, max(1, rng.poisson(3 * scale * crowding)), per_membrane=6 * min(scale, 1.0))
     _add_gold(scene, rng, rng.poisson(1.5 * scale))
     return scene
