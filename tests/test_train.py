@@ -119,6 +119,21 @@ def test_style_augmentation_changes_every_slice_alike_and_standardises():
     assert min(looks) > 0 and max(looks) - min(looks) > 0.3      # the same image, in looks that vary
 
 
+def test_contrast_inversion_negates_patches_with_its_probability_and_keeps_labels():
+    config = TrainConfig(patch=64, invert=0.5, intensity=0.0, style=0.0)
+    image = np.full((1, 120, 120), 2.0, np.float32) + np.random.default_rng(0).normal(0, 0.1, (1, 120, 120))
+    sample = data.Sample(image.astype(np.float32), (image > 2).astype(np.uint8), "bright", True)
+    plain = patches.PatchSampler([sample], TrainConfig(patch=64), 0)
+    inverted = patches.PatchSampler([sample], TrainConfig(patch=64, invert=1.0), 0)
+    x0, y0 = plain.batch(1)
+    x1, y1 = inverted.batch(1)
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_allclose(x1, -x0)              # the same patch, negated: inversion is drawn last
+    flips = [float(np.mean(x)) for x in patches.PatchSampler([sample], config, 1).batch(200)[0]]
+    signs = np.sign(flips)
+    assert 0.35 < np.mean(signs > 0) < 0.65         # about half of the patches bright, half dark
+
+
 def test_reflect_border_fills_patches_with_mirrored_image_not_smeared_edges():
     """A 2D slice smaller than the region cut around a patch: replicate smears its edge rows into stripes
     (many identical neighbouring columns); reflect mirrors the image and its labels alike."""

@@ -13,6 +13,7 @@ from .base import ProtMembraneSegPerTomo, addComputeParams
 
 
 MODE_CHOICES = list(MODES) + ["custom"]
+POLARITY_CHOICES = ["auto", "dark", "bright"]
 
 
 class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
@@ -67,6 +68,12 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                       condition="mode == %d" % MODE_CHOICES.index("custom"),
                       help="Average the predictions of the window and its three flips: slightly better masks, "
                            "about 4x the time.")
+        form.addParam("polarity", params.EnumParam, choices=POLARITY_CHOICES, default=0,
+                      display=params.EnumParam.DISPLAY_HLIST, label="Contrast polarity",
+                      help="Is matter dark in the tomograms (as IMOD writes them) or bright (as some other "
+                           "pipelines do)? auto measures it in each tomogram (from the skew of its smoothed "
+                           "intensities) and says what it found in the job's log; bright tomograms are inverted "
+                           "for the network. Choose dark or bright to skip the measurement.")
         form.addParam("precision", params.EnumParam, choices=list(PRECISIONS), default=0,
                       display=params.EnumParam.DISPLAY_HLIST, expertLevel=params.LEVEL_ADVANCED,
                       label="Arithmetic precision",
@@ -86,7 +93,8 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         tomo = self.tomoDict[tsId]
         args = [tomo.getFileName(), "-o", self.tomoExtra(tsId), "--model", self.getModelPath(),
                 "--pixel-size", "%.4f" % tomo.getSamplingRate(), "--batch-size", self.batchSize.get(),
-                "--volumes-only", "--precision", PRECISIONS[self.precision.get()]]
+                "--volumes-only", "--precision", PRECISIONS[self.precision.get()],
+                "--polarity", POLARITY_CHOICES[self.polarity.get()]]
         mode = MODE_CHOICES[self.mode.get()]
         if mode == "custom":
             args += ["--overlap", "%g" % self.overlap.get()] + (["--tta"] if self.tta.get() else [])
@@ -176,6 +184,9 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         summary.append("Threshold: %s; mode %s (window overlap %.3f, test-time flips %s); precision %s." % (
             "model's calibrated" if self.useModelThreshold.get() else "%.3f" % self.threshold.get(),
             MODE_CHOICES[self.mode.get()], overlap, "on" if tta else "off", PRECISIONS[self.precision.get()]))
+        summary.append("Contrast polarity: %s." % {"auto": "measured per tomogram (see each job's log)",
+                                                   "dark": "matter dark", "bright": "matter bright (inverted)"}[
+                                                       POLARITY_CHOICES[self.polarity.get()]])
         return summary
 
     def _methods(self):

@@ -165,6 +165,12 @@ class ProtMembraneSegTrain(EMProtocol):
                       expertLevel=params.LEVEL_ADVANCED, condition="augment", label="Style augmentation (0-2)",
                       help="Strength of random changes of look: an uneven background (in standard deviations of "
                            "the normalised image), a tone curve, sharpening or smoothing. 0: off.")
+        form.addParam("invertAugment", params.FloatParam, default=0.0, validators=[params.Range(0.0, 1.0)],
+                      expertLevel=params.LEVEL_ADVANCED, condition="augment",
+                      label="Contrast inversion (probability 0-1)",
+                      help="Probability that a training patch has its contrast inverted, so that the model works on "
+                           "tomograms with dark density (IMOD) and with bright density (some other pipelines). 0: "
+                           "off; 0.5: both polarities equally.")
         form.addParam("border", params.EnumParam, choices=BORDERS, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Beyond the image edge",
                       help="What a training patch shows where it reaches past the edge of an image: the image "
@@ -221,7 +227,8 @@ class ProtMembraneSegTrain(EMProtocol):
             args.append("--no-augment")
         else:
             args += ["--intensity-augment", "%g" % self.intensityAugment.get(),
-                     "--style-augment", "%g" % self.styleAugment.get()] + (["--rot90"] if self.rot90.get() else [])
+                     "--style-augment", "%g" % self.styleAugment.get(),
+                     "--invert-augment", "%g" % self.invertAugment.get()] + (["--rot90"] if self.rot90.get() else [])
         args += ["--border", BORDERS[self.border.get()]]
         return args
 

@@ -74,6 +74,10 @@ class TestSegment(TestBaseCentralizedLayer):
         prot = self._segment(self.tomograms, model=model)
         masks = self._checkOutputs(prot, 2)
         self.assertIn(model.getObjId(), sourceParents(self.proj, masks))
+        # polarity auto: measured in each tomogram, and said in the job's log
+        self.assertIn("measured per tomogram", " ".join(prot.summary()))
+        logs = "".join(open(path).read() for path in prot.getLogPaths() if os.path.exists(path))
+        self.assertIn("matter is dark", logs)
         for mask in masks:
             ref = io.read(self.truth[mask.getTsId()]).data > 0
             pred = io.read(mask.getFileName()).data > 0

@@ -19,6 +19,9 @@ def add(sub):
     p.add_argument("--pixel-size", type=float, metavar="Å",
                    help="input pixel size in Å per voxel; overrides the header (needed when the header says 0 "
                         "or 1 Å)")
+    p.add_argument("--polarity", choices=("auto", "dark", "bright"), default="auto",
+                   help="is matter dark (as IMOD writes it) or bright in the input? auto measures it per input "
+                        "and says so in the log; bright inputs are inverted for the network (default auto)")
     p.add_argument("--volumes-only", action="store_true",
                    help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
     p.add_argument("--mode", choices=tuple(MODES), default="default",
@@ -59,7 +62,8 @@ def run(args):
                                   precision=args.precision)
     for path in inputs:
         try:
-            mask, prob = predictor.segment_file(path, args.output, args.threshold, args.pixel_size, overlap)
+            mask, prob = predictor.segment_file(path, args.output, args.threshold, args.pixel_size, overlap,
+                                                polarity=args.polarity)
         except InputError as exc:
             refused.append(exc)
             continue

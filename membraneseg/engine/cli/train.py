@@ -87,6 +87,9 @@ def add(sub):
                    help="strength of random changes of look: an uneven background, a tone curve, sharpening or "
                         "smoothing (0 = off; 1 is strong), for a model meant for data unlike its training "
                         "data (default %g)" % d.style)
+    p.add_argument("--invert-augment", type=float, default=d.invert, metavar="P",
+                   help="probability (0-1) that a training patch has its contrast inverted, so that the model "
+                        "works on tomograms with dark and with bright density (default %g: off)" % d.invert)
     p.add_argument("--border", choices=BORDERS, default=d.border,
                    help="what a patch shows beyond the edge of an image: the image mirrored (reflect), or its "
                         "edge pixels repeated (replicate, which smears them into stripes) (default %s)" % d.border)
@@ -112,6 +115,8 @@ def run(args):
         raise SystemExit("--context-dropout must be a probability in [0, 1]")
     if not (args.volume or args.images):
         raise SystemExit("no training data: give --volume TOMO LABELS and/or --images DIR --masks DIR")
+    if not 0 <= args.invert_augment <= 1:
+        raise SystemExit("--invert-augment must be a probability in [0, 1]")
     if not 0 <= args.synthetic_fraction <= 1:
         raise SystemExit("--synthetic-fraction must be a fraction in [0, 1]")
     check_folder_pairs(args.images, args.masks, "--images", "--masks")
@@ -121,7 +126,8 @@ def run(args):
         preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
         pixel_size=args.pixel_size, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, augment=not args.no_augment,
-        rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, border=args.border,
+        rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, invert=args.invert_augment,
+        border=args.border,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
         membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name,
         synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))

@@ -19,6 +19,8 @@ from ..core import io, tiling
 from ..network import modelfile
 from ..network.device import describe_device
 from ..preprocessing import preprocess, recipes
+from ..preprocessing.polarity import POLARITIES
+from ..preprocessing.polarity import detect as detect_polarity
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +112,11 @@ class Predictor:
         return self._forward(patches.shape[-1])(patches[..., np.newaxis]).numpy()
 
     # ------------------------------------------------------------------ volumes
-    def segment_file(self, path, out_dir, threshold=None, pixel_size=None, overlap=0.25, progress=True):
+    def segment_file(self, path, out_dir, threshold=None, pixel_size=None, overlap=0.25, progress=True,
+                     polarity="auto"):
         """Segment one MRC volume or 2D image; writes ``<stem>_mask`` and ``<stem>_prob`` into ``out_dir`` and
-        returns their paths."""
+        returns their paths. ``polarity`` (auto, dark, bright) says whether matter is dark or bright in the input;
+        bright inputs are inverted for the network, which learnt dark matter."""
         vol = io.read(path)
         check_volume(vol)
         os.makedirs(out_dir, exist_ok=True)
@@ -127,13 +131,14 @@ class Predictor:
         log.info("segmenting %s: %s voxels at %.2f Å, model at %.2f Å, threshold %.3f, overlap %.2f",
                  path, "x".join(map(str, vol.data.shape[::-1])), px_in, self.card.pixel_size, threshold, overlap)
         start = time.time()
+        sign = input_sign(vol.data, px_in, polarity, path)
         with self._model_input(vol, px_in, out_dir) as vol:
             if ext == ".mrc":
                 with io.create_mrc(prob_path, vol.data.shape, np.float32, px_in) as prob, \
                         io.create_mrc(mask_path, vol.data.shape, np.int8, px_in) as mask:
-                    self._segment_volume(vol, px_in, threshold, overlap, prob, mask, progress)
+                    self._segment_volume(vol, px_in, threshold, overlap, prob, mask, progress, sign)
             else:
-                prob, mask = self.predict_array(vol.data, px_in, threshold, overlap)
+                prob, mask = self.predict_array(vol.data, px_in, threshold, overlap, polarity=POLARITY_OF[sign])
                 io.write(prob_path, prob, px_in)
                 io.write(mask_path, mask, px_in)
         log.info("done %s in %.1f s: %s, %s", path, time.time() - start, mask_path, prob_path)
@@ -158,11 +163,15 @@ class Predictor:
                 if os.path.exists(f):
                     os.remove(f)
 
-    def predict_array(self, data, pixel_size=None, threshold=None, overlap=0.25):
+    def predict_array(self, data, pixel_size=None, threshold=None, overlap=0.25, polarity="dark"):
         """Probability map and mask of an in-memory stack (Z, Y, X) or 2D image (for scripts and benchmarks), with
-        the model's preprocessing applied as ``segment_file`` applies it."""
+        the model's preprocessing applied as ``segment_file`` applies it. ``polarity``: see segment_file (dark by
+        default here: arrays are taken as given)."""
         data = np.asarray(data)
         data = data[np.newaxis] if data.ndim == 2 else data
+        sign = input_sign(data, pixel_size or self.card.pixel_size, polarity, "<array>")
+        if sign < 0:
+            data = -data.astype(np.float32)       # before EED or CLAHE, which are not symmetric in intensity
         if recipes.filters(self.card.preprocessing):
             data = recipes.apply_to_array(data, self.card.preprocessing, pixel_size or 0.0)
         vol = io.Volume(data, pixel_size or 0.0, data.shape[0] == 1, "<array>")
@@ -173,7 +182,7 @@ class Predictor:
                              self.card.threshold if threshold is None else threshold, overlap, prob, mask, False)
         return prob, mask
 
-    def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress):
+    def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
         depth, rows, cols = vol.data.shape
         stats = preprocess.robust_stats(vol.data)
         io.release(vol.data)      # sampling touched up to 64 whole slices of a memory-mapped input
@@ -193,6 +202,7 @@ class Predictor:
         def prepared(i):
             if i not in cache:
                 s = preprocess.normalize(vol.data[i], stats)
+                s = -s if sign < 0 else s
                 cache[i] = tiling.pad_to(preprocess.resize_slice(s, model_shape), work_shape)
             return cache[i]
 
@@ -273,6 +283,26 @@ def optimise_for_inference(model):
             # the kernel (k, k, channels, 1) is also a depthwise kernel with one output per channel
             layer.convolution_op = lambda x, kernel: ops.sum(
                 ops.depthwise_conv(x, kernel, strides=1, padding="same"), axis=-1, keepdims=True)
+
+
+POLARITY_OF = {1: "dark", -1: "bright"}
+
+
+def input_sign(data, pixel_size, polarity, name):
+    """+1 to give the input to the network as it is (matter dark), -1 to invert it (matter bright); ``polarity``
+    auto measures it (preprocessing.polarity) and says what it decided."""
+    if polarity not in ("auto",) + POLARITIES:
+        raise ValueError("polarity must be auto, dark or bright, not %r" % polarity)
+    if polarity == "auto":
+        found, skew = detect_polarity(data, pixel_size)
+        if found is None:
+            log.warning("%s: contrast polarity undecided (skewness %+.2f of the smoothed density); taking matter "
+                        "as dark. Give --polarity bright if it is bright.", name, skew)
+            return 1
+        log.info("%s: matter is %s (skewness %+.2f of the smoothed density)%s", name, found, skew,
+                 "; inverting it for the network" if found == "bright" else "")
+        polarity = found
+    return -1 if polarity == "bright" else 1
 
 
 def output_paths(path, out_dir, is_2d=False):

@@ -35,6 +35,8 @@ class TrainConfig:
                                        # the edge row; held-out Dice 0.340 against reflect's 0.358 on G0-G3)
     style: float = 0.0                 # strength of style augmentation (uneven background, tone curve,
                                        # sharpening); 0 = off
+    invert: float = 0.0                # probability that a patch has its contrast inverted (bright matter), so
+                                       # that the model works on tomograms of either polarity; 0 = off
     context_dropout: float = 0.5
     foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
     synthetic_fraction: float = 0.0    # fraction of training patches cut from synthetic (GAN) pairs, if given

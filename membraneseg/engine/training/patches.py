@@ -47,6 +47,8 @@ class PatchSampler:
                 stack = augment.restyle(stack, rng, c.style)
             if c.intensity > 0:
                 stack = augment.jitter_intensity(stack, rng, c.intensity)
+            if c.invert > 0 and rng.random() < c.invert:
+                stack = [-a for a in stack]
         else:
             off = (size - c.patch) // 2
             stack = [a[off:off + c.patch, off:off + c.patch] for a in stack]
