@@ -1,0 +1,119 @@
+"""Recipe of a model for raw tomograms: fine-tune a model on simulated raw tomograms (every nuisance of real data
+drawn at random, both polarities, negatives and empty volumes) together with the shared real slices, with contrast
+inversion, so that it works on raw volumes of either polarity and keeps its skill on the real slices.
+
+    python recipes/raw_model.py volumes            # simulate the training and validation volumes (cached)
+    python recipes/raw_model.py train ARM          # fine-tune; rerun to resume after an interruption
+    python recipes/raw_model.py all ARM            # both
+
+Settings are in recipes/raw_model.json; the volumes and models go to recipes/runs/raw/ (not committed), logs to
+recipes/results/. bench/bench_volumes.py scores a model on simulated raw volumes it never saw.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import default_model  # noqa: E402  (the shared slices' loading and groups)
+from membraneseg.engine.core import io  # noqa: E402
+from membraneseg.engine.simulation import raw  # noqa: E402
+from membraneseg.engine.training import data, loop  # noqa: E402
+from membraneseg.engine.training.config import TrainConfig  # noqa: E402
+
+RUNS = os.path.join(HERE, "runs", "raw")
+log = logging.getLogger("raw_model")
+
+
+def load_config(path=os.path.join(HERE, "raw_model.json")):
+    with open(path) as f:
+        return json.load(f)
+
+
+def volume_shape(settings, v):
+    """(Z, Y, X) of one simulated volume: the specimen thickness in voxels (at most ``max_depth``), and a side
+    that covers ``field_angstrom`` Å, kept in [min_side, max_side] voxels (so coarse volumes, upsampled to the
+    model's pixel size for training, stay a few hundred pixels wide)."""
+    depth = int(np.clip(round(settings.thickness / settings.pixel_size), 16, v["max_depth"]))
+    side = int(np.clip(round(v["field_angstrom"] / settings.pixel_size), v["min_side"], v["max_side"]))
+    return depth, side, side
+
+
+def content_of(i, v):
+    if i % v["empty_every"] == v["empty_every"] - 1:
+        return "empty"
+    return "negatives" if i % v["negatives_every"] == v["negatives_every"] - 1 else "cell"
+
+
+def make_volumes(cfg, split):
+    """Simulate (or find) the ``split`` volumes; returns [(tomogram, labels)] paths."""
+    v, spec = cfg["volumes"], cfg["volumes"][split]
+    folder = os.path.join(RUNS, "volumes", split)
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for i in range(spec["count"]):
+        seed = spec["seed"] + i
+        name = os.path.join(folder, "raw_%05d" % seed)
+        if not os.path.isfile(name + "_labels.mrc"):
+            settings = raw.draw_settings(np.random.default_rng([seed, 1]), content=content_of(i, v))
+            p = raw.generate_raw(volume_shape(settings, v), settings, seed)
+            io.write(name + ".mrc", p.tomogram, settings.pixel_size)
+            io.write_json(name + ".json", dict(raw.settings_record(settings), tilt_series_snr=p.snr, seed=seed))
+            io.write(name + "_labels.mrc", p.labels, settings.pixel_size)    # last: marks the volume complete
+            log.info("%s: %s, %.1f Å/px, %s look, %s, %s, SNR %.3f", os.path.basename(name), settings.content,
+                     settings.pixel_size, settings.look, settings.polarity, p.tomogram.shape, p.snr)
+        out.append((name + ".mrc", name + "_labels.mrc"))
+    return out
+
+
+def train(cfg, arm_name):
+    arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
+    config = TrainConfig(epochs=arm["epochs"], steps_per_epoch=arm["steps"], batch_size=arm["batch_size"],
+                         learning_rate=arm["learning_rate"], loss=arm["loss"], patience=arm["patience"],
+                         rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
+                         invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
+                         start_model=os.path.join(ROOT, cfg["start_model"]))
+    config = data.resolve_start_model(config)
+    train_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "train")]
+    val_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "val")]
+    if arm.get("real_slices") and default_model.shared_data(cfg):
+        # all of them train: validation (early stopping, the threshold) is on raw volumes only, as the slices'
+        # own held-out figures come from leave-one-group-out runs, not from slices of the groups that train
+        for g, pairs in sorted(default_model.slices_by_group(cfg).items()):
+            train_items += [data.load_image_pair(i, m, config, group=g) for i, m in pairs]
+    log.info("%s: %d training items, %d validation items", arm_name, len(train_items), len(val_items))
+    out = os.path.join(RUNS, arm_name)
+    card = loop.train(train_items, val_items, config, out, provenance=dict(recipe="recipes/raw_model.py",
+                                                                          arm=arm))
+    log.info("%s: threshold %.3f, validation Dice %.3f", out, card.threshold, card.provenance["validation_dice"])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=("volumes", "train", "all"))
+    parser.add_argument("arm", nargs="?", help="arm name (train, all)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    if args.threads:
+        default_model.limit_threads(args.threads)
+    cfg = load_config()
+    if args.stage in ("volumes", "all"):
+        for split in ("train", "val"):
+            make_volumes(cfg, split)
+    if args.stage in ("train", "all"):
+        if not args.arm:
+            parser.error("name an arm: %s" % ", ".join(a["name"] for a in cfg["arms"]))
+        train(cfg, args.arm)
+
+
+if __name__ == "__main__":
+    main()
