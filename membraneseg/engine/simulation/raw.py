@@ -110,7 +110,8 @@ class RawPhantom(NamedTuple):
 
 
 def tilt_series(density, settings, rng, angles, gain=1.0):
-    """(noisy, noiseless) tilt series of ``density`` as I / I0 - 1, misaligned; ``gain`` multiplies the dose."""
+    """(noisy, noiseless) tilt series of ``density`` as I / I0 - 1, both misaligned alike; ``gain`` multiplies
+    the dose."""
     s = settings
     px = s.pixel_size
     phase = optics.interaction_constant(s.kv) * optics.CONTRAST_VOLTS * px * tomography.project(density, angles)
@@ -129,7 +130,7 @@ def tilt_series(density, settings, rng, angles, gain=1.0):
             noisy[i] = optics.phase_flip(noisy[i], px, defocus, s.cs, s.kv, s.amplitude)
             clean[i] = optics.phase_flip(clean[i], px, defocus, s.cs, s.kv, s.amplitude)
     shifts = tomography.misalignment(angles, rng, s.misalignment, 1.5 * s.misalignment)
-    return tomography.shift_projections(noisy, shifts), clean
+    return tomography.shift_projections(noisy, shifts), tomography.shift_projections(clean, shifts)
 
 
 def reconstruct(series, angles, depth, settings):
