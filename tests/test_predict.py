@@ -48,6 +48,17 @@ def test_resampling_to_model_pixel_size_and_back(tmp_path, tiny_model):
     assert io.read(mask_path).voxel_size == pytest.approx(5.0)
 
 
+def test_a_resampling_far_from_one_is_said_in_the_log(tmp_path, tiny_model, caplog):
+    path, _ = _volume(tmp_path, shape=(2, 40, 40), voxel=40.0)
+    caplog.set_level("INFO")
+    Pointwise(tiny_model, batch_size=8).segment_file(path, str(tmp_path / "out"), progress=False)
+    assert "resampled 4.00x to the model's 10.00 Å/px" in caplog.text
+    caplog.clear()
+    near, _ = _volume(tmp_path, shape=(2, 40, 40), voxel=13.7)
+    Pointwise(tiny_model, batch_size=8).segment_file(near, str(tmp_path / "out2"), progress=False)
+    assert "resampled" not in caplog.text
+
+
 def test_real_network_on_volume_and_2d_image(tmp_path, tiny_model):
     path, data = _volume(tmp_path, shape=(4, 100, 120))
     p = predict.Predictor(tiny_model, batch_size=4)

@@ -128,6 +128,11 @@ class Predictor:
             log.warning("%s: pixel size unknown; assuming the model's %.2f Å. Give --pixel-size if it differs.",
                         path, self.card.pixel_size)
             px_in = self.card.pixel_size
+        ratio = px_in / self.card.pixel_size
+        if not 0.5 <= ratio <= 2:
+            log.warning("%s: at %.2f Å/px it is resampled %.2fx to the model's %.2f Å/px; a model trained nearer "
+                        "that pixel size (or binning the tomogram first) may do better", path, px_in, ratio,
+                        self.card.pixel_size)
         log.info("segmenting %s: %s voxels at %.2f Å, model at %.2f Å, threshold %.3f, overlap %.2f",
                  path, "x".join(map(str, vol.data.shape[::-1])), px_in, self.card.pixel_size, threshold, overlap)
         start = time.time()
