@@ -13,7 +13,8 @@ disjoint from the training recipe's (recipes/raw_model.json), so every model see
 Each model segments each volume at its own calibrated threshold, through the same path as ``membraneseg segment``
 (polarity measured, resampled to the model's pixel size and back; ``--polarity dark`` gives the volumes to the
 network as they are instead). Dice is against the membrane labels (1 and 2) at the volume's
-pixel size; tolerant Dice counts a voxel within 2 voxels (3D) as found.
+pixel size; tolerant Dice counts a voxel within 2 voxels (3D) as found. Membrane the missing wedge hides (label
+7: never within 30° of edge-on at any tilt) counts neither as found nor as invented.
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from membraneseg.engine.measurement import metrics  # noqa: E402
 from membraneseg.engine.simulation import raw  # noqa: E402
-from membraneseg.engine.simulation.simulate import MEMBRANE_LABELS  # noqa: E402
+from membraneseg.engine.simulation.simulate import HIDDEN_LABEL, MEMBRANE_LABELS  # noqa: E402
 
 REFERENCE = dict(pixel_size=10.0, dose=100.0, defocus=40000.0, kv=300.0, amplitude=0.07, phase_flip=False,
                  scheme="dose-symmetric", tilt_range=60.0, tilt_step=3.0, thickness=2000.0, misalignment=1.0,
@@ -54,10 +55,13 @@ def volume(name, changes, polarity, seed):
     depth = int(np.clip(round(settings.thickness / settings.pixel_size), 16, MAX_DEPTH))
     side = int(np.clip(round(FIELD / settings.pixel_size), *SIDES))
     p = raw.generate_raw((depth, side, side), settings, seed)
-    return p.tomogram, np.isin(p.labels, MEMBRANE_LABELS), settings.pixel_size
+    return p.tomogram, np.isin(p.labels, MEMBRANE_LABELS), p.labels == HIDDEN_LABEL, settings.pixel_size
 
 
-def score(mask, truth):
+def score(mask, truth, hidden):
+    """Figures of a mask against the visible membrane; what it marks on membrane the missing wedge hides is not
+    counted either way (no annotator could trace it)."""
+    mask = mask & ~hidden
     tp, fp, fn, _ = metrics.confusion(mask, truth)
     tol = metrics.tolerant_scores(*metrics.tolerant_counts(mask, truth, TOLERANCE))
     return dict(dice=metrics.dice_from(tp, fp, fn), tolerant_dice=tol["tolerant_dice"],
@@ -111,10 +115,10 @@ def main():
         for polarity in raw.POLARITIES:
             per_model = [[] for _ in predictors]
             for seed in seeds:
-                tomo, truth, px = volume(name, changes, polarity, seed)
+                tomo, truth, hidden, px = volume(name, changes, polarity, seed)
                 for k, predictor in enumerate(predictors):
                     _, mask = predictor.predict_array(tomo, pixel_size=px, polarity=args.polarity)
-                    per_model[k].append(score(mask.astype(bool), truth))
+                    per_model[k].append(score(mask.astype(bool), truth, hidden))
                     if args.png:
                         overlay(os.path.join(args.png, "%s-%s-%d-model%d.png" % (name.replace(" ", "_"), polarity,
                                                                                seed, k)),

@@ -181,3 +181,18 @@ def test_phantoms_command_writes_raw_tomograms_with_their_settings(tmp_path):
         assert record["tilt_step"] == 5.0 and record["seed"] == i
     with pytest.raises(SystemExit, match="voxel-size"):
         cli.main(["phantoms", "-o", str(tmp_path / "bad"), "--kind", "raw", "--voxel-size", "-1"])
+
+
+def test_membrane_the_missing_wedge_hides_is_labelled_apart():
+    from membraneseg.engine.simulation.simulate import HIDDEN_LABEL, hidden_by_wedge
+    normals = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.7071, 0, 0.7071], [0.866, 0, 0.5]])
+    # face-on (normal along the beam) is hidden; edge-on at 0° (normal along x), or along the tilt axis, is not;
+    # 45° from the beam is edge-on at a tilt of 45°; 30° from it is edge-on at 60°, in a ±60° range but 20° away
+    # from edge-on at best in a ±40° one
+    np.testing.assert_array_equal(hidden_by_wedge(normals, 60.0), [True, False, False, False, False])
+    np.testing.assert_array_equal(hidden_by_wedge(normals, 40.0), [True, False, False, False, True])
+    p = raw.generate_raw((48, 96, 96), small_settings(tilt_range=60.0), seed=11)
+    hidden = p.labels == HIDDEN_LABEL
+    visible = np.isin(p.labels, MEMBRANE_LABELS)
+    assert hidden.any() and visible.any()
+    assert hidden.sum() < visible.sum()      # vesicles are hidden at their poles only

@@ -34,7 +34,7 @@ LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>
 LABEL_NAMES = {"cell": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead",
                "simple": "0 background, 1 membrane",
                "raw": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead, "
-                      "5 carbon film, 6 ice contamination"}
+                      "5 carbon film, 6 ice contamination, 7 membrane hidden by the missing wedge"}
 PAPER_VOXELS = 250 * 500 * 500         # the paper's phantoms; the simulation of one takes several GB of RAM
 
 

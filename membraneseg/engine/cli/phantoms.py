@@ -21,7 +21,7 @@ def add(sub):
                                    "membranes dark; labels 0 background, 1 membrane, 2 vesicle membrane, 3 "
                                    "filament, 4 macromolecule or gold bead. --kind raw: the same kind of specimen "
                                    "(microtubules with protofilaments, optionally a carbon film edge and ice "
-                                   "contamination, labels 5 and 6) recorded as a real microscope does (CTF, dose, "
+                                   "contamination, labels 5 and 6; membrane the missing wedge hides, label 7) recorded as a real microscope does (CTF, dose, "
                                    "radiation damage, shot and detector noise, ice thickness), reconstructed by "
                                    "WBP or a SIRT-like filter, with a look and a polarity; every setting not given "
                                    "is drawn at random per phantom and written to <name>.json. Z is the specimen "

@@ -171,7 +171,7 @@ def generate_raw(shape, settings, seed=0):
     else:
         scene = build_scene(shape, s.pixel_size, rng, membranes=s.content == "cell",
                             crowding=1.0 if s.content == "cell" else 3.0)
-        density, labels = render(scene, texture=True)
+        density, labels = render(scene, texture=True, wedge=s.tilt_range)
         if s.carbon:
             negatives.add_carbon_edge(density, labels, s.pixel_size, rng)
         if s.contamination:

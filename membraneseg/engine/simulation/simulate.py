@@ -27,9 +27,11 @@ from scipy import ndimage
 
 from . import tomography
 from .phantoms import bilayer
-from .scene import FILAMENTS, build_scene
+from .scene import FILAMENTS, build_scene, normals_at
 
 LABELS = {"background": 0, "membrane": 1, "vesicle": 2, "filament": 3, "macromolecule": 4}
+HIDDEN_LABEL = 7        # raw phantoms: membrane the missing wedge hides (5 and 6 are negatives.LABELS)
+HIDDEN_ANGLE = 10.0     # degrees: a membrane never seen closer than this to edge-on is labelled hidden
 MEMBRANE_LABELS = (LABELS["membrane"], LABELS["vesicle"])
 SNR_RANGE = (1.0, 2.0)          # the paper's, for tilt series (see tomography.add_noise)
 PROTEIN, GOLD = 1.0, 4.0        # density relative to ice; a membrane leaflet peaks at 0.8-1.2
@@ -130,9 +132,24 @@ def _render_filaments(scene, density, labels, texture=False):
     labels[work >= 0.5 * PROTEIN] = LABELS["filament"]
 
 
-def _render_membranes(scene, density, labels, chunk_voxels=1 << 21):
+def hidden_by_wedge(normals, tilt_range, limit=HIDDEN_ANGLE):
+    """True where a membrane of these unit normals (N, 3; z, y, x) is never seen within ``limit`` degrees of
+    edge-on by a beam tilted about Y up to ±``tilt_range`` degrees: the missing wedge hides it (the tops and
+    bottoms of vesicles). The beam at tilt a is (cos a, 0, sin a); n.b = A cos(a - phi) is 0 at some tilt when
+    phi +- 90° is within the range, else smallest at an end of the range."""
+    nz, nx = normals[:, 0], normals[:, 2]
+    amplitude, phi = np.hypot(nz, nx), np.arctan2(nx, nz)
+    r = np.deg2rad(tilt_range)
+    edge_on = np.minimum(np.abs(phi - np.pi / 2), np.abs(phi + np.pi / 2)) <= r
+    best = np.where(edge_on, 0.0, np.minimum(np.abs(amplitude * np.cos(r - phi)),
+                                             np.abs(amplitude * np.cos(-r - phi))))
+    return np.arcsin(np.clip(best, 0, 1)) > np.deg2rad(limit)
+
+
+def _render_membranes(scene, density, labels, chunk_voxels=1 << 21, wedge=None):
     """Bilayers around each surface, a slab of Z planes at a time: the temporaries stay in cache, which makes a
-    surface crossing the whole volume about 5 times faster than one pass over it."""
+    surface crossing the whole volume about 5 times faster than one pass over it. With ``wedge`` (the tilt range,
+    degrees), membrane voxels the missing wedge hides are labelled HIDDEN_LABEL instead."""
     for m in scene.membranes:
         bounds = m.surface.bounds()
         box, grids = _box(scene.shape, *(bounds or (None, None)), m.reach + 1)
@@ -144,18 +161,25 @@ def _render_membranes(scene, density, labels, chunk_voxels=1 << 21):
             slab = (slice(box[0].start + i, box[0].start + i + len(z[i:i + planes])), box[1], box[2])
             d = m.surface.distance(z[i:i + planes], y, x)
             density[slab] += m.amplitude * bilayer(d, m.thickness, m.sigma)
-            labels[slab][np.abs(d) <= m.half_width] = LABELS[m.kind]
+            band = np.abs(d) <= m.half_width
+            labels[slab][band] = LABELS[m.kind]
+            if wedge is not None and band.any():
+                where = np.nonzero(band)
+                points = np.stack([where[k] + s.start for k, s in enumerate(slab)], axis=1).astype(float)
+                hidden = hidden_by_wedge(normals_at(m.surface, points), wedge)
+                labels[tuple(w[hidden] + s.start for w, s in zip(where, slab))] = HIDDEN_LABEL
 
 
-def render(scene, texture=False):
+def render(scene, texture=False, wedge=None):
     """(density float32, labels uint8) of a scene; density is 0 for ice and positive for matter. ``texture`` draws
-    microtubules with their protofilaments (off for the cell phantoms, whose figures were measured without)."""
+    microtubules with their protofilaments, ``wedge`` (a tilt range in degrees) labels the membrane the missing
+    wedge hides apart (both off for the cell phantoms, whose figures were measured without)."""
     density = np.zeros(scene.shape, np.float32)
     labels = np.zeros(scene.shape, np.uint8)
     _render_particles(scene, density, labels)
     _render_gold(scene, density, labels)
     _render_filaments(scene, density, labels, texture)
-    _render_membranes(scene, density, labels)
+    _render_membranes(scene, density, labels, wedge=wedge)
     return density, labels
 
 
