@@ -416,3 +416,53 @@ def test_tolerant_loss_forgives_a_shift_within_the_tolerance_but_not_a_miss():
     assert tolerant[0] == pytest.approx(0, abs=1e-6) and tolerant[1] == pytest.approx(0, abs=1e-6)
     assert tolerant[2] > 0.9 and float(dice(line, shifted(2))) > 0.9
     assert float(loss(line, np.zeros_like(line))) > float(loss(line, shifted(2)))
+
+
+# ----------------------------------------------------------------------------- partial annotations
+@pytest.mark.parametrize("name", ["bce", "dice", "focal", "bce+dice", "bce+dice+tolerant"])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_unannotated_voxels_never_reach_the_loss(name, classes):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes + 1 if classes > 1 else 2, (2, 32, 32)).astype(np.uint8)
+    labels[:, :, 16:] = data.IGNORE                                  # the right half is not annotated
+    y = np.stack([patches._target(lab, classes, weighted=True) for lab in labels])
+    p = rng.uniform(0.05, 0.95, (2, 32, 32, classes)).astype(np.float32)
+    if classes > 1:
+        p /= p.sum(-1, keepdims=True)
+    other = p.copy()
+    other[:, :, 16:] = other[:, :, 16:][..., ::-1]                 # change the predictions where nothing is known
+    loss = losses.make_loss(name, classes)
+    assert float(loss(y, p)) == pytest.approx(float(loss(y, other)), rel=1e-5, abs=1e-6)
+    # annotated everywhere, the weighted loss is the plain one
+    full = np.stack([patches._target(lab, classes) for lab in np.where(labels == data.IGNORE, 0, labels)])
+    ones = np.concatenate([full, np.ones(full.shape[:-1] + (1,), np.float32)], -1)
+    assert float(loss(ones, p)) == pytest.approx(float(loss(full, p)), rel=1e-4, abs=1e-5)
+
+
+def test_ignore_label_keeps_membrane_background_and_unknown_apart():
+    config = TrainConfig(ignore_labels=[2], membrane_labels=[1, 2])     # MemBrain-seg: 0, 1 membrane, 2 ignore
+    labels = np.array([[[0, 1, 2, 1]]], np.uint8)
+    s = data._resample(np.zeros((1, 1, 4), np.float32), labels, 10.0, config, "x", True)
+    np.testing.assert_array_equal(s.labels, [[[0, 1, data.IGNORE, 1]]])
+    np.testing.assert_array_equal(patches._target(s.labels[0], 1, weighted=True)[..., 1], [[1, 1, 0, 1]])
+
+
+def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_path):
+    from membraneseg.engine.simulation import phantoms
+    tomo, labels = phantoms.simple_phantom((12, 96, 96), 10.0, seed=3)
+    partial = np.full(labels.shape, 2, np.uint8)                     # 2: not annotated
+    partial[[3, 6, 9]] = labels[[3, 6, 9]]                           # three annotated slices
+    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
+    io.write(str(tmp_path / "l.mrc"), partial, 10.0)
+    config = TrainConfig(preset="tiny", patch=64, epochs=1, steps_per_epoch=2, batch_size=2, ignore_labels=[2],
+                         membrane_labels=[1])
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
+    assert (s.labels != data.IGNORE).sum() == 3 * 96 * 96
+    sampler = patches.PatchSampler([s], config, 0)
+    for _ in range(10):                                              # patches are centred on annotated slices
+        z, _, _ = sampler._centre(s, 96)
+        assert z in (3, 6, 9)
+    x, y = patches.fixed_patches([s], config)
+    assert y.shape[-1] == 2 and 0 < y[..., 1].mean() <= 1
+    card = loop.train([s], [s], config, str(tmp_path / "model"))
+    assert 0 < card.threshold < 1

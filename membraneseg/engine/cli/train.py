@@ -56,6 +56,11 @@ def add(sub):
     p.add_argument("--membrane-labels", type=int, nargs="+", default=d.membrane_labels, metavar="L",
                    help="binary model: label values that count as membrane (default 1 2, the membranes and "
                         "vesicles of the phantoms); in 0/1 masks, 1 is membrane")
+    p.add_argument("--ignore-label", type=int, nargs="+", default=[], metavar="V",
+                   help="label value(s) meaning 'not annotated' (MemBrain-seg's maps use 2 for it): those voxels "
+                        "never reach the loss or the validation figures, and patches are centred on annotated "
+                        "ones; a value also in --membrane-labels counts as not annotated (default: none, every "
+                        "voxel of a label map is annotated)")
     p.add_argument("--patch", type=int, help="patch size in pixels (default 224, or the starting model's)")
     p.add_argument("--pixel-size", type=float, metavar="Å",
                    help="Å per pixel the model works at; inputs are resampled to it (default: the starting "
@@ -119,6 +124,8 @@ def run(args):
         raise SystemExit("--invert-augment must be a probability in [0, 1]")
     if not 0 <= args.synthetic_fraction <= 1:
         raise SystemExit("--synthetic-fraction must be a fraction in [0, 1]")
+    if any(not 0 <= v <= 254 for v in args.ignore_label):
+        raise SystemExit("--ignore-label values must be label values 0-254")
     check_folder_pairs(args.images, args.masks, "--images", "--masks")
     check_folder_pairs(args.val_images, args.val_masks, "--val-images", "--val-masks")
     check_folder_pairs(args.synthetic_images, args.synthetic_masks, "--synthetic-images", "--synthetic-masks")
@@ -129,7 +136,8 @@ def run(args):
         rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, invert=args.invert_augment,
         border=args.border,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
-        membrane_labels=args.membrane_labels, start_model=args.start_model, name=args.name,
+        membrane_labels=args.membrane_labels, ignore_labels=args.ignore_label, start_model=args.start_model,
+        name=args.name,
         synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))
     if config.classes == 0:
         config.classes = data.count_classes([labels for _, labels in args.volume + args.val_volume])

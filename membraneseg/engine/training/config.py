@@ -43,5 +43,7 @@ class TrainConfig:
     patience: int = 6
     seed: int = 0
     membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane
+    ignore_labels: List[int] = field(default_factory=list)   # label values that mean "not annotated": such voxels
+                                                             # never reach the loss or the validation figures
     start_model: Optional[str] = None
     name: str = ""

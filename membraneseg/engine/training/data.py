@@ -22,6 +22,7 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 GROUP_COLUMNS = ("image", "file", "filename", "name", "id", "image_png")
+IGNORE = 255      # in a Sample's labels: not annotated (from the label values of config.ignore_labels)
 
 
 @dataclass
@@ -146,6 +147,9 @@ def _checked_labels(labels, config, path):
     low, high = float(labels.min()), float(labels.max())
     if low < 0 or high > 255:
         raise io.InputError(path, "labels must be in 0..255, found %g..%g" % (low, high))
+    if config.ignore_labels:
+        known = labels[~np.isin(labels, config.ignore_labels)]
+        high = float(known.max()) if known.size else 0.0
     if config.classes > 1 and high >= config.classes:
         raise io.InputError(path, "has label %d but the model has %d classes (labels 0 to %d); train with more "
                                   "classes (0 counts them from the label maps)" % (high, config.classes,
@@ -154,11 +158,18 @@ def _checked_labels(labels, config, path):
 
 
 def _resample(image, labels, px, config, source, is_2d, group=""):
+    unknown = np.isin(labels, config.ignore_labels) if config.ignore_labels else None
     if config.classes == 1:
-        labels = np.isin(labels, config.membrane_labels + ([1] if labels.max() <= 1 else [])).astype(np.uint8)
+        known_max = labels.max() if unknown is None else (labels[~unknown].max() if (~unknown).any() else 0)
+        membrane = [v for v in config.membrane_labels + ([1] if known_max <= 1 else [])
+                    if v not in config.ignore_labels]
+        labels = np.isin(labels, membrane).astype(np.uint8)
         if not labels.any():
             log.warning("%s: no pixel has a membrane label (%s); it teaches background only", source,
-                        " ".join(map(str, config.membrane_labels)))
+                        " ".join(map(str, membrane)))
+    if unknown is not None:
+        labels = np.where(unknown, IGNORE, labels).astype(np.uint8)
+        log.info("%s: %d of %d voxels annotated", source, int((~unknown).sum()), unknown.size)
     shape = preprocess.scaled_shape(image.shape[1:], px, config.pixel_size)
     if shape != tuple(image.shape[1:]):
         image = np.stack([preprocess.resize_slice(s, shape) for s in image])

@@ -20,7 +20,7 @@ from ..measurement import metrics
 from ..network import modelfile
 from .config import TrainConfig
 from .losses import make_loss
-from .patches import VAL_PATCHES, PatchSampler, fixed_patches, foreground
+from .patches import VAL_PATCHES, PatchSampler, fixed_patches, foreground, split_target
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
     seconds = time.time() - start
 
     probs = keras_model.predict(val_x, batch_size=config.batch_size, verbose=0)
-    threshold, val_dice = metrics.calibrate_threshold(foreground(probs), foreground(val_y) > 0.5)
+    fg, ref, known = annotated(probs, val_y)
+    threshold, val_dice = metrics.calibrate_threshold(fg[known], ref[known])
     log.info("calibrated threshold %.3f (validation Dice %.3f)", threshold, val_dice)
     validation = scores_by_group(probs, val_y, threshold, _group_names(val_samples))
     test = None
@@ -194,7 +195,8 @@ class Validation(keras.callbacks.Callback):
         starts = range(0, len(probs), self.BATCH)
         losses = [float(self.loss(self.val_y[i:i + self.BATCH], probs[i:i + self.BATCH])) for i in starts]
         logs["val_loss"] = float(np.average(losses, weights=[len(probs[i:i + self.BATCH]) for i in starts]))
-        d = metrics.dice(foreground(probs) > 0.5, foreground(self.val_y) > 0.5)
+        fg, ref, known = annotated(probs, self.val_y)
+        d = metrics.dice(fg[known] > 0.5, ref[known])
         row = {k: float(v) for k, v in logs.items()}
         row.update(epoch=epoch + 1, val_dice=round(float(d), 4))
         self.epochs = [e for e in self.epochs if e["epoch"] < epoch + 1] + [row]
@@ -203,15 +205,25 @@ class Validation(keras.callbacks.Callback):
         io.write_json(self.path, {"epochs": self.epochs})
 
 
+def annotated(probs, targets):
+    """(membrane probability, reference mask, annotated voxels) of network outputs and their targets; every voxel
+    is annotated unless the targets carry a weight channel (config.ignore_labels)."""
+    classes, weight = split_target(targets, probs.shape[-1])
+    fg, ref = foreground(probs), foreground(classes) > 0.5
+    return fg, ref, (np.ones(ref.shape, bool) if weight is None else weight)
+
+
 def scores_by_group(probs, targets, threshold, groups):
-    """Pooled accuracy, precision, recall, Dice and IoU at ``threshold``, over all patches and per group
-    (``groups`` names the group of each patch)."""
-    pred = foreground(probs) >= threshold
-    ref = foreground(targets) > 0.5
+    """Pooled accuracy, precision, recall, Dice and IoU at ``threshold`` over the annotated voxels, over all
+    patches and per group (``groups`` names the group of each patch)."""
+    fg, ref, known = annotated(probs, targets)
+    pred = fg >= threshold
     groups = np.asarray(groups)
 
     def score(where):
-        return {k: round(float(v), 4) for k, v in metrics.scores(*metrics.confusion(pred[where], ref[where])).items()}
+        k = known[where]
+        counts = metrics.confusion(pred[where][k], ref[where][k])
+        return {key: round(float(v), 4) for key, v in metrics.scores(*counts).items()}
 
     out = score(slice(None))
     out["groups"] = {str(g): score(groups == g) for g in dict.fromkeys(groups)}

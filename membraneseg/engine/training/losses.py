@@ -21,7 +21,23 @@ def dilate_disk(p, radius):
 
 
 def make_loss(name, classes):
+    """The loss ``name`` (config.LOSSES). Targets with one channel more than the output carry a weight, 1 where a
+    voxel is annotated: the others never reach the loss (cross-entropies are averaged over annotated voxels, Dice
+    terms count annotated voxels only)."""
+    plain, weighted = _losses(name, classes, None), _losses(name, classes, "mean_with_sample_weight")
+
+    def loss(y, p):
+        if y.shape[-1] == p.shape[-1]:
+            return plain(y, p, None)
+        w = y[..., -1:]
+        return weighted(y[..., :-1] * w, p, w)
+    return loss
+
+
+def _losses(name, classes, reduction):
+    """loss(y, p, w): w is None, or (..., 1) weights that also zero y where they are 0."""
     from keras import ops
+    extra = {} if reduction is None else {"reduction": reduction}
 
     def soft_dice(y, p):
         inter = ops.sum(y * p)
@@ -35,16 +51,24 @@ def make_loss(name, classes):
         recall = (ops.sum(y * dilate_disk(p, LOSS_TOLERANCE_PX)) + 1.0) / (ops.sum(y) + 1.0)
         return 1.0 - 2.0 * precision * recall / (precision + recall)
 
+    def pixelwise(f):   # cross-entropies: weighted mean over annotated voxels
+        return lambda y, p, w: f(y, p) if w is None else f(y, p, sample_weight=w[..., 0])
+
+    def masked(f):      # Dice terms: predictions outside the annotation do not count
+        return lambda y, p, w: f(y, p if w is None else p * w)
+
     if classes > 1:
-        ce, focal = keras.losses.CategoricalCrossentropy(), keras.losses.CategoricalFocalCrossentropy(gamma=2.0)
+        ce = pixelwise(keras.losses.CategoricalCrossentropy(**extra))
+        focal = pixelwise(keras.losses.CategoricalFocalCrossentropy(gamma=2.0, **extra))
 
         def fg(f):   # over the foreground classes: background would dominate it
             return lambda y, p: f(y[..., 1:], p[..., 1:])
-        dice, tolerant, names = fg(soft_dice), fg(soft_tolerant_dice), {"cce": ce}
+        dice, tolerant, names = masked(fg(soft_dice)), masked(fg(soft_tolerant_dice)), {"cce": ce}
     else:
-        ce, focal = keras.losses.BinaryCrossentropy(), keras.losses.BinaryFocalCrossentropy(gamma=2.0)
-        dice, tolerant, names = soft_dice, soft_tolerant_dice, {}
+        ce = pixelwise(keras.losses.BinaryCrossentropy(**extra))
+        focal = pixelwise(keras.losses.BinaryFocalCrossentropy(gamma=2.0, **extra))
+        dice, tolerant, names = masked(soft_dice), masked(soft_tolerant_dice), {}
     names.update({"bce": ce, "dice": dice, "focal": focal,
-                  "bce+dice": lambda y, p: ce(y, p) + dice(y, p),
-                  "bce+dice+tolerant": lambda y, p: ce(y, p) + dice(y, p) + tolerant(y, p)})
+                  "bce+dice": lambda y, p, w: ce(y, p, w) + dice(y, p, w),
+                  "bce+dice+tolerant": lambda y, p, w: ce(y, p, w) + dice(y, p, w) + tolerant(y, p, w)})
     return names[name]

@@ -1,5 +1,7 @@
 """Training patches: random, augmented patches cut from the training ``Sample``s (with their 2.5D z-context), the
-fixed validation patches, and the targets the network learns (one channel, or one per class).
+fixed validation patches, and the targets the network learns (one channel, or one per class). With
+``config.ignore_labels``, targets carry one more channel, 1 where the voxel is annotated and 0 where it is not, which
+the losses and the validation figures use as a weight; patches are then centred on annotated voxels.
 """
 from dataclasses import asdict
 
@@ -8,6 +10,7 @@ import numpy as np
 from ..core import tiling
 from . import augment
 from .config import TrainConfig
+from .data import IGNORE
 
 VAL_PATCHES = 8                 # fixed validation patches per item
 
@@ -54,16 +57,23 @@ class PatchSampler:
             stack = [a[off:off + c.patch, off:off + c.patch] for a in stack]
             label = label[off:off + c.patch, off:off + c.patch]
         x = np.stack(stack)[..., None] if c.context > 1 else stack[0][..., None]
-        return x.astype(np.float32), _target(label, c.classes)
+        return x.astype(np.float32), _target(label, c.classes, bool(c.ignore_labels))
 
     def _centre(self, s, size):
         depth, rows, cols = s.image.shape
-        if self.rng.random() < self.c.foreground_bias and s.labels.any():
-            zz, yy, xx = np.nonzero(s.labels[:, ::4, ::4])
+        partial = bool(self.c.ignore_labels)
+        membrane = (s.labels == 1) if partial else s.labels
+        if self.rng.random() < self.c.foreground_bias and membrane.any():
+            zz, yy, xx = np.nonzero(membrane[:, ::4, ::4])
             i = self.rng.integers(len(zz))
             z, y, x = zz[i], yy[i] * 4, xx[i] * 4
         else:
             z, y, x = self.rng.integers(depth), self.rng.integers(rows), self.rng.integers(cols)
+            # partial annotations: draw again until the centre is annotated (a few tries; most maps are dense)
+            for _ in range(20 if partial else 0):
+                if s.labels[z, y, x] != IGNORE:
+                    break
+                z, y, x = self.rng.integers(depth), self.rng.integers(rows), self.rng.integers(cols)
         return int(z), int(y) - size // 2, int(x) - size // 2
 
 
@@ -73,15 +83,25 @@ def _size_weights(samples):
     return w / w.sum()
 
 
-def _target(label, classes):
+def _target(label, classes, weighted=False):
+    known = label != IGNORE
     if classes == 1:
-        return (label > 0).astype(np.float32)[..., None]
-    return np.eye(classes, dtype=np.float32)[np.minimum(label, classes - 1)]
+        target = ((label > 0) & known).astype(np.float32)[..., None]
+    else:
+        target = np.eye(classes, dtype=np.float32)[np.minimum(np.where(known, label, 0), classes - 1)]
+    return np.concatenate([target, known[..., None].astype(np.float32)], axis=-1) if weighted else target
+
+
+def split_target(targets, classes):
+    """(the class channels, the annotated-voxel weight or None) of targets (..., C) or (..., C + 1)."""
+    if targets.shape[-1] > classes:
+        return targets[..., :classes], targets[..., classes] > 0.5
+    return targets, None
 
 
 def foreground(a):
-    """The membrane probability of network outputs (or targets) (..., C): the one channel of a binary model,
-    1 - P(background) of a multi-class one, as ``segment`` writes it."""
+    """The membrane probability of network outputs (or class targets) (..., C): the one channel of a binary
+    model, 1 - P(background) of a multi-class one, as ``segment`` writes it."""
     return a[..., 0] if a.shape[-1] == 1 else 1.0 - a[..., 0]
 
 
