@@ -466,3 +466,26 @@ def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_pat
     assert y.shape[-1] == 2 and 0 < y[..., 1].mean() <= 1
     card = loop.train([s], [s], config, str(tmp_path / "model"))
     assert 0 < card.threshold < 1
+
+
+def test_annotated_slices_leave_the_other_slices_out(tmp_path):
+    from membraneseg.engine.simulation import phantoms
+    tomo, labels = phantoms.simple_phantom((10, 64, 64), 10.0, seed=4)
+    sparse = np.zeros_like(labels)
+    sparse[[2, 7]] = labels[[2, 7]]                                   # painted on two slices, the rest blank
+    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
+    io.write(str(tmp_path / "l.mrc"), sparse, 10.0)
+    assert data.annotated_slices(sparse, "auto") == [2, 7]
+    assert data.annotated_slices(sparse, "7, 2 7") == [2, 7]
+    with pytest.raises(io.InputError, match="outside its 10 z-slices"):
+        data.annotated_slices(sparse, "3 12")
+    with pytest.raises(io.InputError, match="'auto' or z indices"):
+        data.annotated_slices(sparse, "some")
+    with pytest.raises(io.InputError, match="none counts as annotated"):
+        data.annotated_slices(np.zeros_like(sparse), "auto")
+    config = TrainConfig(preset="tiny", patch=64, annotated_slices="auto", membrane_labels=[1])
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
+    known = s.labels != data.IGNORE
+    assert known[[2, 7]].all() and not known[[0, 1, 3, 4, 5, 6, 8, 9]].any()
+    assert loop.annotation_counts([s]) == dict(slices=2, voxels=2 * 64 * 64)
+    assert patches.is_partial(config) and not patches.is_partial(TrainConfig())

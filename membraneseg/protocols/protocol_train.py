@@ -106,6 +106,15 @@ class ProtMembraneSegTrain(EMProtocol):
                       default=BINARY, display=params.EnumParam.DISPLAY_HLIST, label="Output",
                       help="binary: membrane or not (sigmoid, BCE). multi-class: one class per label value of the "
                            "label maps, counted from them (softmax, CCE); 2D masks count as class 1.")
+        form.addParam("ignoreLabel", params.IntParam, allowsNull=True, label="Label value 'not annotated'",
+                      help="For label maps annotated in part: the value that marks voxels nobody annotated "
+                           "(MemBrain-seg's maps use 2). Those voxels never reach the loss or the validation "
+                           "figures. Empty (default): every voxel of a label map is annotated.")
+        form.addParam("annotatedSlices", params.StringParam, default="", label="Annotated slices",
+                      help="For tomograms annotated on a few z-slices only: 'auto' (the slices with any label "
+                           "other than background count as annotated) or their z indices, from 0, separated by "
+                           "spaces (e.g. 40 80 120). The other slices never reach the loss. Empty (default): "
+                           "every slice is annotated, so a blank slice teaches 'no membrane here'.")
         form.addParam("membraneLabels", params.StringParam, default="1 2", condition="classesMode == %d" % BINARY,
                       label="Label values that are membrane",
                       help="In binary mode, the label map values that count as membrane, separated by spaces. "
@@ -216,6 +225,10 @@ class ProtMembraneSegTrain(EMProtocol):
                      "--classes", 1 if self.classesMode.get() == BINARY else 0]
         if self.classesMode.get() == BINARY:
             args += ["--membrane-labels"] + parseLabels(self.membraneLabels.get())
+        if self.ignoreLabel.get() is not None:
+            args += ["--ignore-label", self.ignoreLabel.get()]
+        if self.annotatedSlices.get().strip():
+            args += ["--annotated-slices"] + self.annotatedSlices.get().replace(",", " ").split()
         pixelSize = self.modelPixelSize()
         if pixelSize:
             args += ["--pixel-size", "%.4f" % pixelSize]
@@ -267,6 +280,9 @@ class ProtMembraneSegTrain(EMProtocol):
                           % self.context.get())
         if self.classesMode.get() == BINARY:
             errors += labelErrors(self.membraneLabels.get())
+        slices = self.annotatedSlices.get().strip()
+        if slices and slices != "auto" and not all(v.isdigit() for v in slices.replace(",", " ").split()):
+            errors.append("Annotated slices must be 'auto' or z indices separated by spaces, not '%s'." % slices)
         model = self.inputModel.get()
         if model is not None:
             try:
@@ -303,6 +319,9 @@ class ProtMembraneSegTrain(EMProtocol):
                        prov["epochs_run"], " (resumed after epoch %d)" % prov["resumed_after_epoch"]
                        if prov.get("resumed_after_epoch") else "", prov["seconds"], card["threshold"],
                        prov["validation_dice"])]
+        if prov.get("annotated") and (self.ignoreLabel.get() is not None or self.annotatedSlices.get().strip()):
+            summary.append("Trained on %d annotated slices (%d annotated voxels)." % (
+                prov["annotated"]["slices"], prov["annotated"]["voxels"]))
         if prov.get("test"):
             summary.append("Held-out test split: Dice %.3f, IoU %.3f." % (prov["test"]["dice"], prov["test"]["iou"]))
         if self.inputModel.get() is not None:

@@ -142,6 +142,19 @@ class TestTrainChain(TestBaseCentralizedLayer):
         self.assertEqual({m.membranesegThreshold.get() for m in masks}, {model.getThreshold()})
         self.assertIn(model.getObjId(), sourceParents(self.proj, masks))
 
+    def test_partially_annotated_tomograms(self):
+        # the phantoms' label maps, taken as annotated on three z-slices each: the others never reach the loss
+        prot = self._train(inputTomograms=self.tomos, inputMasks=self.labels, annotatedSlices="4 12 20",
+                           epochs=1, stepsPerEpoch=2)
+        prov = self._checkModel(prot, context=1)["provenance"]
+        self.assertEqual(prov["config"]["annotated_slices"], "4 12 20")
+        self.assertEqual(prov["annotated"]["slices"], 3 * len(prov["train_items"]))
+        self.assertEqual(prov["annotated"]["voxels"], 3 * SHAPE[1] * SHAPE[2] * len(prov["train_items"]))
+        self.assertIn("Trained on %d annotated slices" % prov["annotated"]["slices"], " ".join(prot.summary()))
+        bad = self.newProtocol(ProtMembraneSegTrain, inputTomograms=self.tomos, inputMasks=self.labels,
+                               annotatedSlices="4 and 12", **TINY)
+        self.assertIn("Annotated slices must be", " ".join(bad.validate()))
+
     def writeSlices(self, folder):
         """Three z-slices of each phantom as 8-bit PNGs with 0/255 masks, one image without a mask, and a CSV
         grouping the slices by phantom; returns the CSV's path."""

@@ -61,6 +61,10 @@ def add(sub):
                         "never reach the loss or the validation figures, and patches are centred on annotated "
                         "ones; a value also in --membrane-labels counts as not annotated (default: none, every "
                         "voxel of a label map is annotated)")
+    p.add_argument("--annotated-slices", nargs="+", metavar="Z",
+                   help="the tomograms' label maps are annotated on these z-slices only (0-based indices, e.g. "
+                        "40 80 120), or 'auto': on the slices with any label other than background; the other "
+                        "slices never reach the loss (default: every slice is annotated)")
     p.add_argument("--patch", type=int, help="patch size in pixels (default 224, or the starting model's)")
     p.add_argument("--pixel-size", type=float, metavar="Å",
                    help="Å per pixel the model works at; inputs are resampled to it (default: the starting "
@@ -136,7 +140,9 @@ def run(args):
         rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, invert=args.invert_augment,
         border=args.border,
         context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
-        membrane_labels=args.membrane_labels, ignore_labels=args.ignore_label, start_model=args.start_model,
+        membrane_labels=args.membrane_labels, ignore_labels=args.ignore_label,
+        annotated_slices=" ".join(args.annotated_slices) if args.annotated_slices else None,
+        start_model=args.start_model,
         name=args.name,
         synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))
     if config.classes == 0:

@@ -45,5 +45,7 @@ class TrainConfig:
     membrane_labels: List[int] = field(default_factory=lambda: [1, 2])  # label values that count as membrane
     ignore_labels: List[int] = field(default_factory=list)   # label values that mean "not annotated": such voxels
                                                              # never reach the loss or the validation figures
+    annotated_slices: Optional[str] = None   # tomograms annotated on some z-slices only: "auto" (those with any
+                                             # label but background) or z indices "40 80 120"; None: every slice
     start_model: Optional[str] = None
     name: str = ""

@@ -117,8 +117,36 @@ def load_volume_pair(image_path, label_path, config, pixel_size=None, group=""):
     img, lab = io.read_pair(image_path, label_path)
     px = io.resolve_pixel_size(img.voxel_size, pixel_size, image_path) or config.pixel_size
     labels = _checked_labels(np.asarray(lab.data), config, label_path)
+    unannotated = None
+    if config.annotated_slices:
+        annotated = annotated_slices(labels, config.annotated_slices, config.ignore_labels, label_path)
+        unannotated = np.ones(labels.shape[0], bool)
+        unannotated[annotated] = False
+        log.info("%s: slices %s annotated", label_path, " ".join(map(str, annotated)))
     image = preprocess.normalize(img.data, preprocess.robust_stats(img.data))
-    return _resample(image, labels, px, config, image_path, img.is_2d, group)
+    return _resample(image, labels, px, config, image_path, img.is_2d, group, unannotated)
+
+
+def annotated_slices(labels, spec, ignore_labels=(), path="<labels>"):
+    """The z indices a label map is annotated on: ``spec`` "auto" (slices with a label other than background and
+    the ignore values) or indices "40 80 120" (checked against the depth)."""
+    if spec == "auto":
+        known = labels > 0
+        if ignore_labels:
+            known &= ~np.isin(labels, ignore_labels)
+        found = np.nonzero(known.reshape(labels.shape[0], -1).any(axis=1))[0].tolist()
+        if not found:
+            raise io.InputError(path, "no slice has a label other than background, so none counts as annotated")
+        return found
+    try:
+        found = sorted({int(v) for v in str(spec).replace(",", " ").split()})
+    except ValueError:
+        raise io.InputError(path, "annotated slices must be 'auto' or z indices such as '40 80 120', not %r" % spec)
+    bad = [z for z in found if not 0 <= z < labels.shape[0]]
+    if bad or not found:
+        raise io.InputError(path, "annotated slice(s) %s outside its %d z-slices (0 to %d)"
+                            % (" ".join(map(str, bad)) or "none", labels.shape[0], labels.shape[0] - 1))
+    return found
 
 
 def load_image_pair(image_path, mask_path, config, pixel_size=None, group="", recipe=None):
@@ -157,8 +185,12 @@ def _checked_labels(labels, config, path):
     return labels.astype(np.uint8)
 
 
-def _resample(image, labels, px, config, source, is_2d, group=""):
+def _resample(image, labels, px, config, source, is_2d, group="", unannotated=None):
+    """``unannotated``: z-slices (boolean per slice) that are not annotated at all."""
     unknown = np.isin(labels, config.ignore_labels) if config.ignore_labels else None
+    if unannotated is not None:
+        unknown = unannotated[:, None, None] if unknown is None else unknown | unannotated[:, None, None]
+        unknown = np.broadcast_to(unknown, labels.shape)
     if config.classes == 1:
         known_max = labels.max() if unknown is None else (labels[~unknown].max() if (~unknown).any() else 0)
         membrane = [v for v in config.membrane_labels + ([1] if known_max <= 1 else [])

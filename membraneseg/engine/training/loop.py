@@ -19,6 +19,7 @@ from ..core import io
 from ..measurement import metrics
 from ..network import modelfile
 from .config import TrainConfig
+from .data import IGNORE
 from .losses import make_loss
 from .patches import VAL_PATCHES, PatchSampler, fixed_patches, foreground, split_target
 
@@ -110,6 +111,7 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
                         resumed_after_epoch=done, seconds=round(seconds, 1), validation_dice=round(val_dice, 4),
                         validation=validation, test=test,
                         train_items=[s.source for s in train_samples], val_items=[s.source for s in val_samples],
+                        annotated=annotation_counts(train_samples),
                         synthetic_items=len(synthetic_samples),
                         test_items=[s.source for s in test_samples], history=history["epochs"]))
     modelfile.save(keras_model, card, out_dir)
@@ -203,6 +205,16 @@ class Validation(keras.callbacks.Callback):
         log.info("epoch %d: loss %.4f, val_loss %.4f, val_dice %.3f", epoch + 1, row.get("loss", np.nan),
                  row["val_loss"], d)
         io.write_json(self.path, {"epochs": self.epochs})
+
+
+def annotation_counts(samples):
+    """How much of the training data is annotated: z-slices with an annotated voxel, and annotated voxels."""
+    slices = voxels = 0
+    for s in samples:
+        known = s.labels != IGNORE
+        slices += int(known.reshape(known.shape[0], -1).any(axis=1).sum())
+        voxels += int(known.sum())
+    return dict(slices=slices, voxels=voxels)
 
 
 def annotated(probs, targets):

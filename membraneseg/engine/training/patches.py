@@ -1,6 +1,6 @@
 """Training patches: random, augmented patches cut from the training ``Sample``s (with their 2.5D z-context), the
 fixed validation patches, and the targets the network learns (one channel, or one per class). With
-``config.ignore_labels``, targets carry one more channel, 1 where the voxel is annotated and 0 where it is not, which
+``config.ignore_labels`` or ``config.annotated_slices``, targets carry one more channel, 1 where the voxel is annotated and 0 where it is not, which
 the losses and the validation figures use as a weight; patches are then centred on annotated voxels.
 """
 from dataclasses import asdict
@@ -57,11 +57,11 @@ class PatchSampler:
             stack = [a[off:off + c.patch, off:off + c.patch] for a in stack]
             label = label[off:off + c.patch, off:off + c.patch]
         x = np.stack(stack)[..., None] if c.context > 1 else stack[0][..., None]
-        return x.astype(np.float32), _target(label, c.classes, bool(c.ignore_labels))
+        return x.astype(np.float32), _target(label, c.classes, is_partial(c))
 
     def _centre(self, s, size):
         depth, rows, cols = s.image.shape
-        partial = bool(self.c.ignore_labels)
+        partial = is_partial(self.c)
         membrane = (s.labels == 1) if partial else s.labels
         if self.rng.random() < self.c.foreground_bias and membrane.any():
             zz, yy, xx = np.nonzero(membrane[:, ::4, ::4])
@@ -81,6 +81,11 @@ def _size_weights(samples):
     """Draw items in proportion to their size, so that every pixel is equally likely."""
     w = np.array([s.image.size for s in samples], float)
     return w / w.sum()
+
+
+def is_partial(config):
+    """Whether the label maps may leave voxels unannotated (their targets then carry a weight channel)."""
+    return bool(config.ignore_labels or config.annotated_slices)
 
 
 def _target(label, classes, weighted=False):
