@@ -1,7 +1,8 @@
 """Are the simulated raw tomograms realistic? Figures of one reference acquisition per pixel size: the radially
-averaged power spectrum of the tilt images nearest 0°, with the CTF's zeros where the formula puts them (the Thon rings of a
-real micrograph), and the spectral SNR of the reconstructed tomogram (power of the noiseless reconstruction over
-that of the noise, per frequency), whose crossing of 1 is where the tomogram stops carrying more signal than noise.
+averaged power spectrum of the tilt images nearest 0°, with the CTF's zeros where the formula puts them (the
+Thon rings of a real micrograph), and the spectral SNR of the reconstructed tomogram (power of the noiseless
+reconstruction over that of the noise, per frequency), whose crossing of 1 is where the tomogram stops carrying
+more signal than noise.
 
     .venv/bin/python bench/bench_raw_realism.py [--png docs/figures/raw-realism.png]
 

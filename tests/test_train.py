@@ -489,3 +489,23 @@ def test_annotated_slices_leave_the_other_slices_out(tmp_path):
     assert known[[2, 7]].all() and not known[[0, 1, 3, 4, 5, 6, 8, 9]].any()
     assert loop.annotation_counts([s]) == dict(slices=2, voxels=2 * 64 * 64)
     assert patches.is_partial(config) and not patches.is_partial(TrainConfig())
+
+
+def test_quick_fills_what_was_not_given_and_options_given_win(tmp_path, tiny_model):
+    from membraneseg.engine import cli
+    from membraneseg.engine.simulation import phantoms
+    from membraneseg.engine.training.config import QUICK, resolved
+    assert resolved(dict(epochs=None, loss=None), quick=True) == dict(epochs=QUICK["epochs"], loss=QUICK["loss"])
+    assert resolved(dict(epochs=None, loss="bce"), quick=False) == dict(epochs=TrainConfig().epochs, loss="bce")
+    tomo, labels = phantoms.simple_phantom((8, 96, 96), 10.0, seed=5)
+    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
+    io.write(str(tmp_path / "l.mrc"), labels, 10.0)
+    out = tmp_path / "quick"
+    assert cli.main(["train", "-o", str(out), "--quick", "--start-model", tiny_model, "--epochs", "1", "--steps", "2",
+                     "--volume", str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc")]) == 0
+    from membraneseg.engine.network import modelfile
+    config = modelfile.read_card(str(out)).provenance["config"]
+    assert (config["epochs"], config["steps_per_epoch"]) == (1, 2)                    # given: kept
+    assert (config["learning_rate"], config["loss"], config["rot90"], config["style"]) == (
+        QUICK["learning_rate"], QUICK["loss"], True, QUICK["style"])                   # not given: --quick's
+    assert config["start_model"] == tiny_model

@@ -15,14 +15,14 @@ from pyworkflow.utils import Message
 from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine.network import modelfile
-from ..engine.training.config import BORDERS, LOSS_TOLERANCE_PX, LOSSES
+from ..engine.training.config import BORDERS, LOSS_TOLERANCE_PX, LOSSES, QUICK
 from ..objects import MembraneSegModel
 from .base import addComputeParams, runEngineExplained
 from .training_data import dataArgs, folderErrors, folderPairs, labelErrors, pairingErrors, parseLabels
 
 
-# The engine's presets (engine/network/model.py PRESETS), smallest first; that module needs TensorFlow, which the Scipion
-# side must not, so the names are repeated here and a test keeps both lists equal.
+# The engine's presets (engine/network/model.py PRESETS), smallest first; that module needs TensorFlow, which the
+# Scipion side must not, so the names are repeated here and a test keeps both lists equal.
 PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 DEFAULT_PRESET = PRESETS.index("cpu")
 BINARY, MULTICLASS = 0, 1
@@ -130,25 +130,36 @@ class ProtMembraneSegTrain(EMProtocol):
                            "but see less context.")
 
         form.addSection(label="Training")
-        form.addParam("epochs", params.IntParam, default=20, validators=[params.GE(1)], label="Maximum epochs",
+        form.addParam("quick", params.BooleanParam, default=False, label="Quick fine-tuning on a few slices?",
+                      help="Yes: fine-tune the starting model (the default model if none is given) with settings "
+                           "sized for a few annotated slices: %d epochs of %d batches at learning rate %g, the %s "
+                           "loss, turns by 90° and intensity and style augmentation; about 6-8 minutes on 2 CPU "
+                           "cores. The job's log says what was chosen. No: set the training below yourself."
+                           % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
+        form.addParam("epochs", params.IntParam, condition="not quick",
+                      default=20, validators=[params.GE(1)], label="Maximum epochs",
                       help="Early stopping usually ends sooner. The paper: 50 epochs on a GPU.")
-        form.addParam("stepsPerEpoch", params.IntParam, default=50, validators=[params.GE(1)],
+        form.addParam("stepsPerEpoch", params.IntParam, condition="not quick",
+                      default=50, validators=[params.GE(1)],
                       label="Batches per epoch",
                       help="Random augmented batches drawn per epoch. Epoch time grows with it.")
         form.addParam("batchSize", params.IntParam, default=8, validators=[params.GE(1)], label="Batch size",
                       help="Patches per batch. 8 suits a CPU; the paper used 32 on a GPU.")
-        form.addParam("learningRate", params.FloatParam, default=1e-3, validators=[params.GT(0)],
+        form.addParam("learningRate", params.FloatParam, condition="not quick",
+                      default=1e-3, validators=[params.GT(0)],
                       label="Learning rate",
                       help="Adam's initial learning rate; it is halved when the validation loss stalls. 1e-3 to "
                            "train from scratch; 1e-4 is gentler for fine-tuning.")
-        form.addParam("loss", params.EnumParam, choices=["cross-entropy", "Dice", "focal", "cross-entropy + Dice",
-                                                         "cross-entropy + Dice + tolerant Dice"],
+        form.addParam("loss", params.EnumParam, condition="not quick",
+                      choices=["cross-entropy", "Dice", "focal", "cross-entropy + Dice",
+                               "cross-entropy + Dice + tolerant Dice"],
                       default=0, label="Loss",
                       help="cross-entropy: BCE (binary) or CCE (multi-class), the paper's choice. Dice and focal "
                            "suit thin membranes that cover few pixels. Tolerant Dice also counts a membrane "
                            "predicted within %d pixels of the annotation as found, so it rewards finding every "
                            "membrane over tracing each one to the pixel." % LOSS_TOLERANCE_PX)
-        form.addParam("patience", params.IntParam, default=6, validators=[params.GE(1)],
+        form.addParam("patience", params.IntParam, condition="not quick",
+                      default=6, validators=[params.GE(1)],
                       label="Early-stopping patience (epochs)",
                       help="Stop after this many epochs without a better validation loss, and keep the best "
                            "weights.")
@@ -232,13 +243,17 @@ class ProtMembraneSegTrain(EMProtocol):
         pixelSize = self.modelPixelSize()
         if pixelSize:
             args += ["--pixel-size", "%.4f" % pixelSize]
-        args += ["--patch", self.patchSize.get(), "--epochs", self.epochs.get(), "--steps", self.stepsPerEpoch.get(),
-                 "--batch-size", self.batchSize.get(), "--learning-rate", "%g" % self.learningRate.get(),
-                 "--loss", LOSSES[self.loss.get()], "--patience", self.patience.get(), "--seed", self.seed.get(),
+        args += ["--patch", self.patchSize.get(), "--batch-size", self.batchSize.get(), "--seed", self.seed.get(),
                  "--context-dropout", "%g" % self.contextDropout.get()]
+        if self.quick.get():
+            args += ["--quick", "--invert-augment", "%g" % self.invertAugment.get()]
+        else:
+            args += ["--epochs", self.epochs.get(), "--steps", self.stepsPerEpoch.get(), "--learning-rate",
+                     "%g" % self.learningRate.get(), "--loss", LOSSES[self.loss.get()], "--patience",
+                     self.patience.get()]
         if not self.augment.get():
             args.append("--no-augment")
-        else:
+        elif not self.quick.get():
             args += ["--intensity-augment", "%g" % self.intensityAugment.get(),
                      "--style-augment", "%g" % self.styleAugment.get(),
                      "--invert-augment", "%g" % self.invertAugment.get()] + (["--rot90"] if self.rot90.get() else [])

@@ -2,6 +2,7 @@
 import logging
 
 from ..core.inputs import image_pairs
+from ..training.config import QUICK
 from .options import check_folder_pairs, compute_options
 
 log = logging.getLogger("membraneseg")
@@ -77,22 +78,29 @@ def add(sub):
                    help="2.5D: probability (0-1) that a tomogram patch gets its own slice repeated instead of "
                         "its z-neighbours, as 2D images always do, so the model works on both (default %g)"
                         % d.context_dropout)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default %d)" % d.epochs)
-    p.add_argument("--steps", type=int, default=d.steps_per_epoch, help="batches per epoch")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--loss", default=d.loss, choices=LOSSES,
+    p.add_argument("--quick", action="store_true",
+                   help="fine-tune on a few annotated slices with settings sized for it: --start-model the "
+                        "default model unless given, %d epochs of %d batches at learning rate %g, the %s loss, "
+                        "turns by 90 degrees, intensity and style augmentation 1 (options given still win; the "
+                        "log says what was chosen). About 6-8 minutes on 2 CPU cores"
+                        % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
+    p.add_argument("--epochs", type=int, help="maximum epochs (default %d)" % d.epochs)
+    p.add_argument("--steps", type=int, help="batches per epoch (default %d)" % d.steps_per_epoch)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per batch (default %d)"
+                   % d.batch_size)
+    p.add_argument("--learning-rate", type=float, help="Adam's learning rate (default %g)" % d.learning_rate)
+    p.add_argument("--loss", choices=LOSSES,
                    help="bce: binary cross-entropy (categorical for classes); dice; focal; bce+dice; "
                         "bce+dice+tolerant adds a boundary-tolerant Dice (%d px in-plane) (default %s)"
                         % (LOSS_TOLERANCE_PX, d.loss))
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    p.add_argument("--rot90", action="store_true",
+    p.add_argument("--rot90", action="store_true", default=None,
                    help="also turn patches by random multiples of 90 degrees (not in the paper's recipe)")
-    p.add_argument("--intensity-augment", type=float, default=d.intensity, metavar="S",
+    p.add_argument("--intensity-augment", type=float, metavar="S",
                    help="strength of random contrast, brightness, blur and noise, in units of the normalised "
                         "image's standard deviation (0 = off, as in the paper; 1 is strong) (default %g)"
                         % d.intensity)
-    p.add_argument("--style-augment", type=float, default=d.style, metavar="S",
+    p.add_argument("--style-augment", type=float, metavar="S",
                    help="strength of random changes of look: an uneven background, a tone curve, sharpening or "
                         "smoothing (0 = off; 1 is strong), for a model meant for data unlike its training "
                         "data (default %g)" % d.style)
@@ -102,7 +110,7 @@ def add(sub):
     p.add_argument("--border", choices=BORDERS, default=d.border,
                    help="what a patch shows beyond the edge of an image: the image mirrored (reflect), or its "
                         "edge pixels repeated (replicate, which smears them into stripes) (default %s)" % d.border)
-    p.add_argument("--patience", type=int, default=d.patience, help="epochs without improvement before stopping")
+    p.add_argument("--patience", type=int, help="epochs without improvement before stopping (default %d)" % d.patience)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--recipe", metavar="FILE",
                    help="the preprocessing the training data had (a <stem>_recipe.json or a model folder), for "
@@ -115,7 +123,8 @@ def add(sub):
 def run(args):
     from ..network.model import PRESETS
     from ..training import data, loop
-    from ..training.config import TrainConfig
+    from ..network import modelfile
+    from ..training.config import TrainConfig, resolved
     if args.preset not in PRESETS:
         raise SystemExit("--preset must be one of %s" % ", ".join(PRESETS))
     if args.context < 1 or args.context % 2 == 0:
@@ -133,17 +142,21 @@ def run(args):
     check_folder_pairs(args.images, args.masks, "--images", "--masks")
     check_folder_pairs(args.val_images, args.val_masks, "--val-images", "--val-masks")
     check_folder_pairs(args.synthetic_images, args.synthetic_masks, "--synthetic-images", "--synthetic-masks")
+    chosen = resolved(dict(epochs=args.epochs, steps_per_epoch=args.steps, learning_rate=args.learning_rate,
+                           loss=args.loss, patience=args.patience, rot90=args.rot90,
+                           intensity=args.intensity_augment, style=args.style_augment), args.quick)
+    start_model = args.start_model
+    if args.quick:
+        start_model = start_model or modelfile.default_model_path()
+        log.info("quick fine-tuning of %s: %s", start_model,
+                 ", ".join("%s %s" % kv for kv in sorted(chosen.items())))
     config = data.resolve_start_model(TrainConfig(
         preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
-        pixel_size=args.pixel_size, epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, loss=args.loss, augment=not args.no_augment,
-        rot90=args.rot90, intensity=args.intensity_augment, style=args.style_augment, invert=args.invert_augment,
-        border=args.border,
-        context_dropout=args.context_dropout, patience=args.patience, seed=args.seed,
+        pixel_size=args.pixel_size, batch_size=args.batch_size, augment=not args.no_augment,
+        invert=args.invert_augment, border=args.border, **chosen, context_dropout=args.context_dropout, seed=args.seed,
         membrane_labels=args.membrane_labels, ignore_labels=args.ignore_label,
         annotated_slices=" ".join(args.annotated_slices) if args.annotated_slices else None,
-        start_model=args.start_model,
-        name=args.name,
+        start_model=start_model, name=args.name,
         synthetic_fraction=args.synthetic_fraction if args.synthetic_images else 0.0))
     if config.classes == 0:
         config.classes = data.count_classes([labels for _, labels in args.volume + args.val_volume])

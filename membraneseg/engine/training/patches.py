@@ -1,7 +1,8 @@
 """Training patches: random, augmented patches cut from the training ``Sample``s (with their 2.5D z-context), the
 fixed validation patches, and the targets the network learns (one channel, or one per class). With
-``config.ignore_labels`` or ``config.annotated_slices``, targets carry one more channel, 1 where the voxel is annotated and 0 where it is not, which
-the losses and the validation figures use as a weight; patches are then centred on annotated voxels.
+``config.ignore_labels`` or ``config.annotated_slices``, targets carry one more channel, 1 where the voxel is
+annotated and 0 where it is not, which the losses and the validation figures use as a weight; patches are then
+centred on annotated voxels.
 """
 from dataclasses import asdict
 
