@@ -48,11 +48,22 @@ def test_resampling_to_model_pixel_size_and_back(tmp_path, tiny_model):
     assert io.read(mask_path).voxel_size == pytest.approx(5.0)
 
 
-def test_a_resampling_far_from_one_is_said_in_the_log(tmp_path, tiny_model, caplog):
+def test_coarse_inputs_are_not_upsampled_unless_asked_and_a_large_upsampling_is_said(tmp_path, tiny_model, caplog):
     path, _ = _volume(tmp_path, shape=(2, 40, 40), voxel=40.0)
     caplog.set_level("INFO")
+    assert Pointwise(tiny_model).working_pixel_size(40.0) == 40.0          # default: never upsampled
+    assert Pointwise(tiny_model).working_pixel_size(5.0) == 10.0           # finer: brought down to the model's
     Pointwise(tiny_model, batch_size=8).segment_file(path, str(tmp_path / "out"), progress=False)
+    assert "segmented at 40.00 Å/px" in caplog.text and "resampled" not in caplog.text
+    caplog.clear()
+    up = Pointwise(tiny_model, batch_size=8, max_upsampling=8)
+    assert up.working_pixel_size(40.0) == 10.0 and Pointwise(tiny_model, max_upsampling=2).working_pixel_size(
+        40.0) == 20.0
+    up.segment_file(path, str(tmp_path / "up"), progress=False)
     assert "resampled 4.00x to the model's 10.00 Å/px" in caplog.text
+    assert io.read(str(tmp_path / "up" / "v_prob.mrc")).data.shape == (2, 40, 40)
+    with pytest.raises(ValueError, match="upsampling"):
+        Pointwise(tiny_model, max_upsampling=0.5)
     caplog.clear()
     near, _ = _volume(tmp_path, shape=(2, 40, 40), voxel=13.7)
     Pointwise(tiny_model, batch_size=8).segment_file(near, str(tmp_path / "out2"), progress=False)
