@@ -79,19 +79,28 @@ def train(cfg, arm_name):
                          learning_rate=arm["learning_rate"], loss=arm["loss"], patience=arm["patience"],
                          rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
                          invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
-                         start_model=os.path.join(ROOT, cfg["start_model"]))
+                         start_model=os.path.join(ROOT, cfg["start_model"]),
+                         synthetic_fraction=arm.get("real_fraction", 0.0))
     config = data.resolve_start_model(config)
     train_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "train")]
     val_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "val")]
+    real = []
     if arm.get("real_slices") and default_model.shared_data(cfg):
-        # all of them train: validation (early stopping, the threshold) is on raw volumes only, as the slices'
-        # own held-out figures come from leave-one-group-out runs, not from slices of the groups that train
+        # by default all of them train and validation (early stopping, the threshold) is on raw volumes only, as
+        # the slices' own held-out figures come from leave-one-group-out runs; "val_real_per_group" moves that
+        # many slices of each group to validation, and "real_fraction" gives the slices that share of the
+        # training patches whatever their size (through the trainer's second pool)
+        n_val = arm.get("val_real_per_group", 0)
         for g, pairs in sorted(default_model.slices_by_group(cfg).items()):
-            train_items += [data.load_image_pair(i, m, config, group=g) for i, m in pairs]
-    log.info("%s: %d training items, %d validation items", arm_name, len(train_items), len(val_items))
+            real += [data.load_image_pair(i, m, config, group=g) for i, m in pairs[n_val:]]
+            val_items += [data.load_image_pair(i, m, config, group=g) for i, m in pairs[:n_val]]
+    if not arm.get("real_fraction"):
+        train_items, real = train_items + real, []
+    log.info("%s: %d training items (%d real slices at %.0f%% of the patches), %d validation items", arm_name,
+             len(train_items) + len(real), len(real), 100 * config.synthetic_fraction, len(val_items))
     out = os.path.join(RUNS, arm_name)
     card = loop.train(train_items, val_items, config, out, provenance=dict(recipe="recipes/raw_model.py",
-                                                                          arm=arm))
+                                                                          arm=arm), synthetic_samples=real)
     log.info("%s: threshold %.3f, validation Dice %.3f", out, card.threshold, card.provenance["validation_dice"])
     return out
 

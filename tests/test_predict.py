@@ -64,6 +64,14 @@ def test_coarse_inputs_are_not_upsampled_unless_asked_and_a_large_upsampling_is_
     assert io.read(str(tmp_path / "up" / "v_prob.mrc")).data.shape == (2, 40, 40)
     with pytest.raises(ValueError, match="upsampling"):
         Pointwise(tiny_model, max_upsampling=0.5)
+    # a model trained on coarse tomograms upsampled to its pixel size says so, and is given them the same way
+    from membraneseg.engine.network import modelfile
+    folder = str(tmp_path / "upsampling-model")
+    model, card = modelfile.load(tiny_model)
+    modelfile.save(model, modelfile.ModelCard(**dict(card.to_dict(), max_upsampling=4.0)), folder)
+    assert Pointwise(folder).working_pixel_size(40.0) == 10.0
+    assert Pointwise(folder, max_upsampling=1).working_pixel_size(40.0) == 40.0
+    assert modelfile.read_card(tiny_model).max_upsampling is None
     caplog.clear()
     near, _ = _volume(tmp_path, shape=(2, 40, 40), voxel=13.7)
     Pointwise(tiny_model, batch_size=8).segment_file(near, str(tmp_path / "out2"), progress=False)

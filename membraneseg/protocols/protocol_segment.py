@@ -74,12 +74,13 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                            "pipelines do)? auto measures it in each tomogram (from the skew of its smoothed "
                            "intensities) and says what it found in the job's log; bright tomograms are inverted "
                            "for the network. Choose dark or bright to skip the measurement.")
-        form.addParam("maxUpsampling", params.FloatParam, default=MAX_UPSAMPLING, validators=[params.GE(1.0)],
-                      expertLevel=params.LEVEL_ADVANCED, label="Largest upsampling (factor)",
+        form.addParam("maxUpsampling", params.FloatParam, allowsNull=True, expertLevel=params.LEVEL_ADVANCED,
+                      label="Largest upsampling (factor)",
                       help="Tomograms coarser than the model are upsampled to its pixel size by at most this "
-                           "factor. 1 (default) segments them at their own pixel size, which found membranes "
-                           "better in simulated 20-40 Å tomograms than upsampling them to the model's 10 Å. Finer "
-                           "tomograms are always brought down to the model's pixel size.")
+                           "factor. Empty (default): what the model's card says it was trained with, else %g: "
+                           "coarser tomograms are segmented at their own pixel size, which found membranes better "
+                           "in simulated 20-40 Å tomograms with a model trained at 10 Å only. Finer tomograms are "
+                           "always brought down to the model's pixel size." % MAX_UPSAMPLING)
         form.addParam("precision", params.EnumParam, choices=list(PRECISIONS), default=0,
                       display=params.EnumParam.DISPLAY_HLIST, expertLevel=params.LEVEL_ADVANCED,
                       label="Arithmetic precision",
@@ -100,8 +101,9 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         args = [tomo.getFileName(), "-o", self.tomoExtra(tsId), "--model", self.getModelPath(),
                 "--pixel-size", "%.4f" % tomo.getSamplingRate(), "--batch-size", self.batchSize.get(),
                 "--volumes-only", "--precision", PRECISIONS[self.precision.get()],
-                "--polarity", POLARITY_CHOICES[self.polarity.get()],
-                "--max-upsampling", "%g" % self.maxUpsampling.get()]
+                "--polarity", POLARITY_CHOICES[self.polarity.get()]]
+        if self.maxUpsampling.get() is not None:
+            args += ["--max-upsampling", "%g" % self.maxUpsampling.get()]
         mode = MODE_CHOICES[self.mode.get()]
         if mode == "custom":
             args += ["--overlap", "%g" % self.overlap.get()] + (["--tta"] if self.tta.get() else [])
@@ -147,8 +149,15 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         return modelfile.read_card(self.getModelPath()).threshold
 
     # ------------------------------------------------------------------ info
+    def workingPixelSize(self, card, rate):
+        """The pixel size the engine segments tomograms of ``rate`` Å/px at (as Predictor.working_pixel_size)."""
+        most = self.maxUpsampling.get() or card.max_upsampling or MAX_UPSAMPLING
+        return max(card.pixel_size, rate / most)
+
     def _validate(self):
         errors = list(Plugin.validateInstallation())
+        if self.maxUpsampling.get() is not None and self.maxUpsampling.get() < 1:
+            errors.append("The largest upsampling must be 1 (never upsample) or more.")
         tomos = self.getInputSet()
         if tomos is not None and tomos.getSize() == 0:
             errors.append("The input set of tomograms is empty.")
@@ -158,7 +167,7 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
             errors.append(str(exc))
             return errors
         if tomos is not None and tomos.getSamplingRate() and card.pixel_size:
-            ratio = tomos.getSamplingRate() / max(card.pixel_size, tomos.getSamplingRate() / self.maxUpsampling.get())
+            ratio = tomos.getSamplingRate() / self.workingPixelSize(card, tomos.getSamplingRate())
             if ratio > 8 or ratio < 1 / 8:
                 errors.append("The tomograms are at %.2f Å/px and the model at %.2f Å/px: resampling by %.2fx "
                               "would lose the membranes or waste hours. Bin the tomograms (preprocess protocol) "
@@ -175,7 +184,7 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         if tomos is None or not card.pixel_size:
             return []
         rate = tomos.getSamplingRate()
-        work = max(card.pixel_size, rate / self.maxUpsampling.get())
+        work = self.workingPixelSize(card, rate)
         if not 0.5 <= rate / work <= 2:
             return ["The tomograms (%.2f Å/px) will be resampled by %.2fx to %.2f Å/px for the model."
                     % (rate, rate / work, work)]

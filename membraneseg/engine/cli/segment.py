@@ -22,10 +22,12 @@ def add(sub):
     p.add_argument("--polarity", choices=("auto", "dark", "bright"), default="auto",
                    help="is matter dark (as IMOD writes it) or bright in the input? auto measures it per input "
                         "and says so in the log; bright inputs are inverted for the network (default auto)")
-    p.add_argument("--max-upsampling", type=float, default=MAX_UPSAMPLING, metavar="F",
+    p.add_argument("--max-upsampling", type=float, metavar="F",
                    help="largest factor by which an input coarser than the model is upsampled to the model's pixel "
-                        "size; 1 (default) segments coarser inputs at their own pixel size, which found membranes "
-                        "better in simulated 20-40 Å tomograms; finer inputs are always brought down to the model's")
+                        "size (default: what the model's card says it was trained with, else %g: coarser inputs "
+                        "are segmented at their own pixel size, which found membranes better in simulated 20-40 Å "
+                        "tomograms with models trained at 10 Å only); finer inputs are always brought down to the "
+                        "model's" % MAX_UPSAMPLING)
     p.add_argument("--volumes-only", action="store_true",
                    help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
     p.add_argument("--mode", choices=tuple(MODES), default="default",
@@ -62,7 +64,7 @@ def run(args):
         raise_refused(refused, total)
     overlap, tta = predict.MODES[args.mode]
     overlap = args.overlap if args.overlap is not None else overlap
-    if args.max_upsampling < 1:
+    if args.max_upsampling is not None and args.max_upsampling < 1:
         raise SystemExit("--max-upsampling must be 1 (never upsample) or more")
     predictor = predict.Predictor(args.model, batch_size=args.batch_size, tta=args.tta or tta,
                                   precision=args.precision, max_upsampling=args.max_upsampling)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ...constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
 from ..core import io
@@ -37,6 +38,9 @@ class ModelCard:
     weights_sha256: str = ""
     name: str = ""
     format: int = MODEL_FORMAT
+    # the largest factor by which training upsampled coarse tomograms to pixel_size; prediction upsampling no more
+    # than that (None: never; the models trained before this field were trained without upsampled tomograms)
+    max_upsampling: Optional[float] = None
 
     def to_dict(self):
         return dict(self.__dict__)

@@ -44,6 +44,8 @@ RELEASE_BYTES = 256 << 20
 # simulated raw tomograms at 20, 30 and 40 Å the shipped model found membranes with tolerant Dice 0.88-0.93,
 # 0.87-0.92 and 0.72-0.96 at their own pixel size, against 0.75-0.81, 0.51-0.66 and 0.31-0.66 upsampled to its
 # 10 Å (upsampling turns noise into membrane-sized blobs); finer inputs are still brought down to the model's.
+# A model trained on coarse tomograms upsampled to its pixel size says so in its card (max_upsampling), and is
+# given them the same way.
 MAX_UPSAMPLING = 1.0
 
 
@@ -56,7 +58,7 @@ class Predictor:
     """
 
     def __init__(self, model_path=None, batch_size=SEGMENT_BATCH, tta=False, precision="fp32", single_window_max=None,
-                 max_upsampling=MAX_UPSAMPLING):
+                 max_upsampling=None):
         if precision not in PRECISIONS:
             raise ValueError("precision must be one of %s, not %r" % (", ".join(PRECISIONS), precision))
         self.model_path = modelfile.model_folder(model_path or modelfile.default_model_path())
@@ -68,6 +70,8 @@ class Predictor:
         self.tta = tta
         self.precision = precision
         self.single_window_max = SINGLE_WINDOW_MAX if single_window_max is None else int(single_window_max)
+        if max_upsampling is None:       # the model's own, else never
+            max_upsampling = self.card.max_upsampling or MAX_UPSAMPLING
         if not max_upsampling >= 1:
             raise ValueError("the largest upsampling must be 1 (never) or more, not %r" % max_upsampling)
         self.max_upsampling = float(max_upsampling)

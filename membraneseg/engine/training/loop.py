@@ -101,8 +101,11 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
 
     with open(history_path) as f:
         history = json.load(f)
+    # coarse tomograms were upsampled to the model's pixel size for training: prediction may do the same
+    upsampled = max([1.0] + [1.0 / s.z_spacing for s in train_samples if not s.is_2d and s.z_spacing > 0])
     card = modelfile.ModelCard(
         network=spec.to_dict(), pixel_size=config.pixel_size, patch=config.patch, threshold=threshold,
+        max_upsampling=round(upsampled, 3) if upsampled > 1.01 else None,
         class_names=["background", "membrane"] if config.classes == 1 else
         ["background"] + ["class%d" % i for i in range(1, config.classes)],
         preprocessing=preprocessing or {"normalize": "robust"},
