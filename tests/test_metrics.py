@@ -245,7 +245,30 @@ def test_cli_evaluate_writes_json_with_pooled_metrics_and_curve(tmp_path):
     # the same files, paired by name, at a threshold given on the command line (in-process: quicker)
     assert cli.main(["evaluate", "--pred", p1, "--ref", r1, "--threshold", "0.5", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["pooled"]["dice"] == 1.0
+    # one prediction and one reference are compared whatever their names; pairing by name is for several
+    assert cli.main(["evaluate", "--pred", p1, "--ref", str(tmp_path / "d" / "t2_labels.mrc"), "--json",
+                     str(out)]) == 0
+    assert [t["tsId"] for t in json.loads(out.read_text())["tomograms"]] == ["t1"]
     err = tmp_path / "err.txt"
-    assert cli.main(["evaluate", "--pred", p1, "--ref", str(tmp_path / "d" / "t2_labels.mrc"), "--error-file",
-                     str(err)]) == cli.EXIT_BAD_INPUT
-    assert "no tomogram has both a prediction and a reference" in err.read_text()
+    assert cli.main(["evaluate", "--pred", p1, str(tmp_path / "d" / "t2_prob.mrc"), "--ref", r1, str(tmp_path / "x"),
+                     "--error-file", str(err)]) == cli.EXIT_BAD_INPUT
+    assert "no prediction for tomogram(s) x" in err.read_text()
+
+
+def test_one_prediction_and_one_reference_are_compared_whatever_their_names(tmp_path):
+    from membraneseg.engine.measurement import evaluate
+    pairs = evaluate.pair_by_name([str(tmp_path / "results" / "tomo_prob.mrc")], [str(tmp_path / "labels.mrc")])
+    assert [(p.pred, p.ref) for p in pairs] == [(str(tmp_path / "results" / "tomo_prob.mrc"),
+                                                 str(tmp_path / "labels.mrc"))]
+    with pytest.raises(io.InputError, match="no tomogram has both"):
+        evaluate.pair_by_name([str(tmp_path / "a_prob.mrc"), str(tmp_path / "b_prob.mrc")],
+                              [str(tmp_path / "c.mrc"), str(tmp_path / "d.mrc")])
+
+
+def test_train_help_lists_every_preset(capsys):
+    from membraneseg.engine import cli
+    from membraneseg.engine.network.model import PRESETS
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in PRESETS) and "cpu-fine is the default model's" in text

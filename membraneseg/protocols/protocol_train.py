@@ -15,15 +15,13 @@ from pyworkflow.utils import Message
 from .. import Plugin
 from ..constants import OUT_MODEL
 from ..engine.network import modelfile
-from ..engine.training.config import BORDERS, LOSS_TOLERANCE_PX, LOSSES, QUICK
+from ..engine.training.config import BORDERS, LOSS_TOLERANCE_PX, LOSSES, PRESET_NAMES, QUICK
 from ..objects import MembraneSegModel
 from .base import addComputeParams, runEngineExplained
 from .training_data import dataArgs, folderErrors, folderPairs, labelErrors, pairingErrors, parseLabels
 
 
-# The engine's presets (engine/network/model.py PRESETS), smallest first; that module needs TensorFlow, which the
-# Scipion side must not, so the names are repeated here and a test keeps both lists equal.
-PRESETS = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
+PRESETS = PRESET_NAMES      # the engine's presets, smallest first (named without importing TensorFlow)
 DEFAULT_PRESET = PRESETS.index("cpu")
 BINARY, MULTICLASS = 0, 1
 DEFAULT_PIXEL_SIZE = 10.0    # Å, when neither the tomograms nor a starting model say

@@ -2,7 +2,7 @@
 import logging
 
 from ..core.inputs import image_pairs
-from ..training.config import QUICK
+from ..training.config import PRESET_NAMES, QUICK
 from .options import check_folder_pairs, compute_options
 
 log = logging.getLogger("membraneseg")
@@ -47,8 +47,9 @@ def add(sub):
                         "model's)")
     p.add_argument("--start-model", metavar="PATH", help="model folder to fine-tune from; its preset, context "
                                                          "and classes are kept")
-    p.add_argument("--preset", default=d.preset, help="network size: tiny, cpu-small, cpu, cpu-large, paper "
-                                                      "(default %s)" % d.preset)
+    p.add_argument("--preset", default=d.preset, choices=PRESET_NAMES,
+                   help="network size, smallest first: %s; cpu-fine is the default model's (default %s)"
+                        % (", ".join(PRESET_NAMES), d.preset))
     p.add_argument("--context", type=int, default=d.context,
                    help="z-slices per input: 1 (single slice) or odd k for 2.5D (default 1)")
     p.add_argument("--classes", type=int, default=d.classes,
@@ -121,12 +122,9 @@ def add(sub):
 
 
 def run(args):
-    from ..network.model import PRESETS
     from ..training import data, loop
     from ..network import modelfile
     from ..training.config import TrainConfig, resolved
-    if args.preset not in PRESETS:
-        raise SystemExit("--preset must be one of %s" % ", ".join(PRESETS))
     if args.context < 1 or args.context % 2 == 0:
         raise SystemExit("--context must be 1 or an odd number of z-slices")
     if not 0 <= args.context_dropout <= 1:

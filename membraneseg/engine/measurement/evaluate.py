@@ -49,7 +49,11 @@ def tomogram_id(path):
 
 
 def pair_by_name(preds, refs, allow_unmatched=False):
-    """Pairs of prediction and reference files with the same tomogram id (see ``tomogram_id``)."""
+    """Pairs of prediction and reference files with the same tomogram id (see ``tomogram_id``). One prediction and
+    one reference are one pair whatever their names: pairing by name is for folders and lists."""
+    if len(preds) == 1 and len(refs) == 1:
+        return [Pair(tomogram_id(preds[0]), preds[0], refs[0])]
+
     def by_id(paths, side):
         found = {}
         for p in paths:

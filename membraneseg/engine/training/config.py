@@ -9,6 +9,9 @@ from typing import List, Optional
 from ..measurement.evaluate import DEFAULT_TOLERANCE
 
 
+# The network presets (network/model.py PRESETS, which needs TensorFlow), smallest first, named here for the
+# command line's help and the Scipion forms; a test keeps both lists equal.
+PRESET_NAMES = ("tiny", "cpu-small", "cpu-fine", "cpu", "cpu-large", "paper")
 BORDERS = ("reflect", "replicate")     # what patches may show beyond an image's edge; the first is the default
 # training losses; "tolerant" is the boundary-tolerant Dice (in-plane, at the evaluation's tolerance), which
 # forgives a membrane drawn a pixel or two off but not one missed or invented
