@@ -31,7 +31,7 @@ from membraneseg.engine.training.config import TrainConfig, resolved  # noqa: E4
 
 SEED = 700
 CONDITIONS = [("10 Å raw", dict(pixel_size=10.0)), ("20 Å lowpass", dict(pixel_size=20.0, look="lowpass"))]
-PARTIAL = 254      # the value the bench writes for "not annotated"
+PARTIAL = 9        # the value the bench writes for "not annotated" (MRC mode 0 stores 0-127 safely)
 
 
 def spread(candidates, k):
