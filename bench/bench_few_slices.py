@@ -1,14 +1,14 @@
 """Fine-tuning on a few annotated slices (``membraneseg train --quick``): how much it lifts a model on the rest of
 the field of view, against the number of slices, and how long it takes.
 
-Simulated raw volumes: each volume (fixed seeds 700 on, a raw acquisition at 10-20 Å) is "annotated" on K z-slices
+Simulated raw volumes: each volume (seeds 700 on, a raw acquisition at 10-20 Å) is "annotated" on K z-slices
 spread over the slices that hold membrane, with every other slice unannotated, as a user who paints a few slices
 leaves them. The model is fine-tuned on those K slices with --quick's settings and scored on the whole volume
 (visible membrane; the slices it was taught on included), before and after.
 
 Shared real slices (with --fold-models, the models that never saw each group, e.g. the default recipe's
-leave-one-group-out fold models, recipes/runs/logo/ARM-{fold}): the model is fine-tuned on K slices of the held-out group and
-scored on the other slices of that group.
+leave-one-group-out fold models, recipes/runs/logo/ARM-{fold}): the model is fine-tuned on K slices of the
+held-out group and scored on the other slices of that group.
 
     .venv/bin/python bench/bench_few_slices.py [--slices 1 3 10] [--volumes 2] [--model PATH]
     .venv/bin/python bench/bench_few_slices.py --no-volumes --fold-models 'recipes/runs/logo/ARM-{fold}'
@@ -40,11 +40,16 @@ def spread(candidates, k):
     return [candidates[int(round(i))] for i in np.linspace(0, len(candidates) - 1, min(k, len(candidates)))]
 
 
-def finetune(model, samples, out, epochs=None):
-    config = TrainConfig(**resolved(dict(epochs=epochs, steps_per_epoch=None, learning_rate=None, loss=None,
-                                         patience=None, rot90=None, intensity=None, style=None), quick=True),
-                         start_model=model, ignore_labels=[PARTIAL], membrane_labels=[1])
-    config = data.resolve_start_model(config)
+def quick_config(model, epochs=None):
+    """The settings of ``membraneseg train --quick`` from ``model``, reading PARTIAL as not annotated."""
+    return data.resolve_start_model(TrainConfig(
+        **resolved(dict(epochs=epochs, steps_per_epoch=None, learning_rate=None, loss=None, patience=None,
+                        rot90=None, intensity=None, style=None), quick=True),
+        start_model=model, ignore_labels=[PARTIAL], membrane_labels=[1]))
+
+
+def finetune(config, samples, out):
+    """Fine-tune on ``samples`` (which also validate: there is nothing else); returns the seconds it took."""
     start = time.time()
     loop.train(samples, samples, config, out)
     return time.time() - start
@@ -67,10 +72,9 @@ def simulated(args):
                 with tempfile.TemporaryDirectory() as tmp:
                     io.write(os.path.join(tmp, "t.mrc"), tomo, px)
                     io.write(os.path.join(tmp, "l.mrc"), labels, px)
-                    config = data.resolve_start_model(TrainConfig(start_model=args.model, ignore_labels=[PARTIAL],
-                                                                  membrane_labels=[1]))
+                    config = quick_config(args.model, args.epochs)
                     sample = data.load_volume_pair(os.path.join(tmp, "t.mrc"), os.path.join(tmp, "l.mrc"), config)
-                    seconds = finetune(args.model, [sample], os.path.join(tmp, "model"), args.epochs)
+                    seconds = finetune(config, [sample], os.path.join(tmp, "model"))
                     _, mask = Predictor(os.path.join(tmp, "model")).predict_array(tomo, pixel_size=px)
                 after = score(mask.astype(bool), truth, hidden)
                 print("%-13s vol %d  %2d slice(s) | before Dice %.3f tol %.3f | after Dice %.3f tol %.3f | "
@@ -105,10 +109,10 @@ def shared(args):
             return recipe.pooled_figures(scored["groups"].values())
         before = figures(model)
         for k in args.slices:
-            config = data.resolve_start_model(TrainConfig(start_model=model, membrane_labels=[1]))
+            config = quick_config(model, args.epochs)
             samples = [data.load_image_pair(i, m, config, group=g) for i, m in pairs[:k]]
             with tempfile.TemporaryDirectory() as tmp:
-                seconds = finetune(model, samples, os.path.join(tmp, "model"), args.epochs)
+                seconds = finetune(config, samples, os.path.join(tmp, "model"))
                 after = figures(os.path.join(tmp, "model"))
             print("%-4s %2d slice(s) | before Dice %.3f tol %.3f | after Dice %.3f tol %.3f | lift tol %+.3f | "
                   "%.0f s (scored on %d slices)" % (g, k, before["dice"], before["tolerant_dice"], after["dice"],

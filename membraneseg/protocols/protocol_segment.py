@@ -8,7 +8,8 @@ from tomo.objects import SetOfTomoMasks, TomoMask
 from .. import Plugin
 from ..constants import OUT_FAILED, OUT_MASKS, OUT_PROBS, SEGMENT_BATCH
 from ..engine.network import modelfile
-from ..engine.segmentation.predict import MAX_UPSAMPLING, MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths
+from ..engine.segmentation.predict import (MAX_UPSAMPLING, MODES, PRECISIONS, SINGLE_WINDOW_MAX, output_paths,
+                                           working_pixel_size)
 from .base import ProtMembraneSegPerTomo, addComputeParams
 
 
@@ -150,9 +151,8 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
 
     # ------------------------------------------------------------------ info
     def workingPixelSize(self, card, rate):
-        """The pixel size the engine segments tomograms of ``rate`` Å/px at (as Predictor.working_pixel_size)."""
-        most = self.maxUpsampling.get() or card.max_upsampling or MAX_UPSAMPLING
-        return max(card.pixel_size, rate / most)
+        """The pixel size the engine segments tomograms of ``rate`` Å/px at."""
+        return working_pixel_size(card, rate, self.maxUpsampling.get())
 
     def _validate(self):
         errors = list(Plugin.validateInstallation())

@@ -49,6 +49,18 @@ RELEASE_BYTES = 256 << 20
 MAX_UPSAMPLING = 1.0
 
 
+def largest_upsampling(card, asked=None):
+    """How far an input coarser than the model may be upsampled: as ``asked``, else as the model's card says its
+    training did, else MAX_UPSAMPLING."""
+    return float(asked or card.max_upsampling or MAX_UPSAMPLING)
+
+
+def working_pixel_size(card, px_in, asked=None):
+    """The pixel size an input of ``px_in`` Å is segmented at: the model's, unless that means upsampling the
+    input by more than largest_upsampling(card, asked)."""
+    return max(card.pixel_size, px_in / largest_upsampling(card, asked))
+
+
 class Predictor:
     """A loaded model and its compiled forward passes, one per window size.
 
@@ -70,19 +82,15 @@ class Predictor:
         self.tta = tta
         self.precision = precision
         self.single_window_max = SINGLE_WINDOW_MAX if single_window_max is None else int(single_window_max)
-        if max_upsampling is None:       # the model's own, else never
-            max_upsampling = self.card.max_upsampling or MAX_UPSAMPLING
-        if not max_upsampling >= 1:
+        self.max_upsampling = largest_upsampling(self.card, max_upsampling)
+        if not self.max_upsampling >= 1:
             raise ValueError("the largest upsampling must be 1 (never) or more, not %r" % max_upsampling)
-        self.max_upsampling = float(max_upsampling)
         self._forwards = {}
         log.info("device: %s; batch %d; precision %s; test-time flips %s", describe_device(), self.batch_size,
                  precision, "on" if tta else "off")
 
     def working_pixel_size(self, px_in):
-        """The pixel size an input of ``px_in`` Å is segmented at: the model's, unless that means upsampling the
-        input by more than ``max_upsampling``."""
-        return max(self.card.pixel_size, px_in / self.max_upsampling)
+        return working_pixel_size(self.card, px_in, self.max_upsampling)
 
     def window_for(self, shape):
         """Side of the square window for slices of ``shape`` (rows, cols) at the model's pixel size: the whole

@@ -63,7 +63,7 @@ class PatchSampler:
     def _centre(self, s, size):
         depth, rows, cols = s.image.shape
         partial = is_partial(self.c)
-        membrane = (s.labels == 1) if partial else s.labels
+        membrane = ((s.labels > 0) & (s.labels != IGNORE)) if partial else s.labels
         if self.rng.random() < self.c.foreground_bias and membrane.any():
             zz, yy, xx = np.nonzero(membrane[:, ::4, ::4])
             i = self.rng.integers(len(zz))
