@@ -48,14 +48,19 @@ TOLERANCE = 2
 MAX_DEPTH, FIELD, SIDES = 64, 5120.0, (96, 256)
 
 
-def volume(name, changes, polarity, seed):
-    """(tomogram, membrane mask, pixel size) of one condition."""
+def phantom(changes, polarity, seed, max_depth=MAX_DEPTH):
+    """The raw phantom (raw.RawPhantom) of one condition: the reference acquisition with ``changes``."""
     settings = raw.RawSettings(**dict(REFERENCE, **changes, polarity=polarity, sirt_iterations=20, lowpass=40.0,
                                       denoise_gain=20.0)).check()
-    depth = int(np.clip(round(settings.thickness / settings.pixel_size), 16, MAX_DEPTH))
+    depth = int(np.clip(round(settings.thickness / settings.pixel_size), 16, max_depth))
     side = int(np.clip(round(FIELD / settings.pixel_size), *SIDES))
-    p = raw.generate_raw((depth, side, side), settings, seed)
-    return p.tomogram, np.isin(p.labels, MEMBRANE_LABELS), p.labels == HIDDEN_LABEL, settings.pixel_size
+    return raw.generate_raw((depth, side, side), settings, seed)
+
+
+def volume(name, changes, polarity, seed):
+    """(tomogram, membrane mask, hidden membrane, pixel size) of one condition."""
+    p = phantom(changes, polarity, seed)
+    return p.tomogram, np.isin(p.labels, MEMBRANE_LABELS), p.labels == HIDDEN_LABEL, p.settings.pixel_size
 
 
 def score(mask, truth, hidden):

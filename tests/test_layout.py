@@ -24,7 +24,9 @@ ALLOWED = {
     "segmentation": {"core", "preprocessing", "network"},
     "training": {"core", "preprocessing", "network", "measurement"},
     "gan": {"core", "preprocessing", "network"},
-    "cli": {"core", "simulation", "preprocessing", "network", "measurement", "segmentation", "training", "gan"},
+    "vesicles": {"core", "measurement"},
+    "cli": {"core", "simulation", "preprocessing", "network", "measurement", "segmentation", "training", "gan",
+            "vesicles"},
 }
 
 

@@ -13,5 +13,6 @@ importing only the ones listed before it (``tests/test_layout.py`` checks the ru
 - ``segmentation``: segmenting tomograms and images with a trained model (uses preprocessing and network).
 - ``training``: data, patches, augmentation, losses and the training loop.
 - ``gan``: the Pix2Pix GAN of the paper's Appendix B and the synthetic pairs it makes.
+- ``vesicles``: vesicles as objects in membrane masks: centres, sizes, completeness, a table and a label map.
 - ``cli``: the command line, one thin module per command; it uses everything and nothing imports it.
 """

@@ -2,10 +2,9 @@
 piece) without running the network (no TensorFlow)."""
 import os
 
-from ..core import io
 from ..core.inputs import expand_inputs
 from ..measurement import clean, evaluate
-from .options import compute_options, probability
+from .options import compute_options, probability, refuse_collisions
 
 
 def add(sub):
@@ -43,11 +42,7 @@ def run(args):
         raise SystemExit("--closing, --min-voxels and --min-volume must not be negative")
     inputs = expand_inputs(args.inputs)
     outputs = [clean.output_path(i, args.output) for i in inputs]
-    for out in set(outputs):
-        if outputs.count(out) > 1:
-            same = [i for i, o in zip(inputs, outputs) if o == out]
-            raise io.InputError(same[1], "would overwrite the result of %s (%s); clean them into separate "
-                                         "folders" % (same[0], out))
+    refuse_collisions(inputs, outputs, "result")
     os.makedirs(args.output, exist_ok=True)
     unit, size = ("nm3", args.min_volume) if args.min_volume is not None else ("voxels", args.min_voxels)
     for path, out in zip(inputs, outputs):

@@ -6,6 +6,7 @@
     membraneseg preprocess INPUT -o OUTPUT      binning, normalisation, EED, CLAHE
     membraneseg evaluate --pred ... --ref ...   metrics against reference masks
     membraneseg clean INPUT... -o OUTDIR        re-threshold and clean probability maps
+    membraneseg vesicles INPUT... -o OUTDIR     vesicles in membrane masks: centres, diameters, a table
     membraneseg inspect-model [PATH]            load a model folder and print its card
     membraneseg gan train -o GANDIR ...         train the Pix2Pix GAN (mask -> tomogram slice) on pairs
     membraneseg gan generate GANDIR -o OUTDIR   synthetic image/mask pairs from a trained GAN
@@ -18,12 +19,12 @@ import logging
 import os
 import sys
 
-from . import clean, evaluate, gan, inspect_model, phantoms, preprocess, segment, train
+from . import clean, evaluate, gan, inspect_model, phantoms, preprocess, segment, train, vesicles
 
 log = logging.getLogger("membraneseg")
 
 EXIT_BAD_INPUT = 2
-COMMANDS = (segment, phantoms, train, inspect_model, preprocess, evaluate, clean, gan)
+COMMANDS = (segment, phantoms, train, inspect_model, preprocess, evaluate, clean, vesicles, gan)
 
 
 def setup_runtime(args):

@@ -51,6 +51,16 @@ def raise_refused(refused, total):
     raise io.InputError("%d of %d inputs" % (len(refused), total), "; ".join(str(e) for e in refused))
 
 
+def refuse_collisions(inputs, outputs, what):
+    """Refuse inputs whose results would land on the same file (two inputs of the same name from different
+    folders), naming both, before anything is written."""
+    for out in set(outputs):
+        if outputs.count(out) > 1:
+            same = [i for i, o in zip(inputs, outputs) if o == out]
+            raise io.InputError(same[1], "would overwrite the %s of %s (%s); put them into separate output folders"
+                                % (what, same[0], out))
+
+
 def probability(text):
     """argparse type: a probability in [0, 1]."""
     value = float(text)

@@ -8,6 +8,7 @@ log = logging.getLogger("membraneseg")
 
 
 RANDOM = "random"
+TRUTH_SUFFIX = "_vesicles_truth.csv"
 CHOICE_HELP = "(default: random per phantom)"
 
 
@@ -15,7 +16,9 @@ def add(sub):
     from ..simulation.raw import CONTENTS, LOOKS, POLARITIES, RECONSTRUCTIONS, SCHEMES
     p = sub.add_parser("phantoms", help="generate synthetic tomograms with exact membrane labels",
                        description="Writes <name>.mrc (the tomogram, mean 0, standard deviation 1) and "
-                                   "<name>_labels.mrc (label map) per phantom. --kind cell (default): a cell-like "
+                                   "<name>_labels.mrc (label map) per phantom, and for cell and raw phantoms "
+                                   "<name>%s (each vesicle's centre in voxels and size in nm, the truth for "
+                                   "membraneseg vesicles). --kind cell (default): a cell-like "
                                    "specimen (membranes, vesicles, filaments, macromolecules, gold) imaged as a "
                                    "noisy, misaligned tilt series and reconstructed by weighted back-projection, "
                                    "membranes dark; labels 0 background, 1 membrane, 2 vesicle membrane, 3 "
@@ -27,7 +30,7 @@ def add(sub):
                                    "WBP or a SIRT-like filter, with a look and a polarity; every setting not given "
                                    "is drawn at random per phantom and written to <name>.json. Z is the specimen "
                                    "thickness in voxels, at most the --shape Z. --kind simple: vesicles in noise, "
-                                   "quick to make; labels 0 background, 1 membrane.")
+                                   "quick to make; labels 0 background, 1 membrane." % TRUTH_SUFFIX)
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     p.add_argument("--count", type=int, default=1, metavar="N", help="number of phantoms (default 1)")
     p.add_argument("--shape", type=int, nargs=3, default=(64, 128, 128), metavar=("Z", "Y", "X"),
@@ -96,6 +99,7 @@ def run(args):
     import numpy as np
     from ..core import io
     from ..simulation import phantoms, raw, simulate
+    from ..vesicles import files
     if args.snr is not None and args.snr <= 0:
         raise SystemExit("--snr must be positive")
     if min(args.shape) < 8 or (args.voxel_size is not None and args.voxel_size <= 0) or args.count < 1:
@@ -130,6 +134,9 @@ def run(args):
             log.info("%s: %.1f Å/px, %g kV, %.1f µm underfocus, %.0f e/Å², %s, %s look, %s, tilt-series SNR "
                      "%.3f, %.1f s", name, voxel, settings.kv, settings.defocus / 1e4, settings.dose,
                      settings.reconstruction, settings.look, settings.polarity, p.snr, sum(p.timings.values()))
+        if args.kind != "simple":   # the vesicles' truth, in the table format of ``membraneseg vesicles``
+            files.write_csv(os.path.join(args.output, name + TRUTH_SUFFIX), files.truth_rows(p.vesicles, voxel),
+                            files.TRUTH_COLUMNS)
         io.write(os.path.join(args.output, name + "_labels.mrc"), labels, voxel)
         io.write(os.path.join(args.output, name + ".mrc"), tomo, voxel)
         print(os.path.join(args.output, name + ".mrc"))

@@ -79,10 +79,9 @@ def components(mask, smallest):
     return labels, lut, kept, n - kept
 
 
-def clean_file(input_path, output, threshold=None, min_size=0.0, unit="voxels", closing=0, instance_labels=False,
-               pixel_size=None, kind="auto"):
-    """Threshold and clean one file; writes ``output`` (uint8 0/1, or uint16 labels) with the input's voxel size,
-    and ``<output stem>.json`` with what was done. Returns that record."""
+def read_mask(input_path, threshold=None, kind="auto", pixel_size=None):
+    """Read a probability map, mask or label map as a boolean membrane mask. Returns (volume, kind, threshold
+    used or None, voxel size in Å or 0.0 when unknown, mask)."""
     vol = io.read(input_path)
     kind = detect_kind(vol) if kind == "auto" else kind
     if kind == "probability":
@@ -92,11 +91,19 @@ def clean_file(input_path, output, threshold=None, min_size=0.0, unit="voxels", 
                     threshold)
         threshold = None
     voxel_size = io.resolve_pixel_size(vol.voxel_size, pixel_size, input_path)
+    mask = binarize(vol.data, kind, threshold, np.zeros(vol.data.shape, bool))
+    return vol, kind, threshold, voxel_size, mask
+
+
+def clean_file(input_path, output, threshold=None, min_size=0.0, unit="voxels", closing=0, instance_labels=False,
+               pixel_size=None, kind="auto"):
+    """Threshold and clean one file; writes ``output`` (uint8 0/1, or uint16 labels) with the input's voxel size,
+    and ``<output stem>.json`` with what was done. Returns that record."""
+    vol, kind, threshold, voxel_size, mask = read_mask(input_path, threshold, kind, pixel_size)
     smallest = min_voxels(min_size, unit, voxel_size, input_path)
     if vol.is_2d and unit == "nm3" and min_size:
         raise io.InputError(input_path, "a 2D image has no volume: give the minimum size in voxels (pixels)")
 
-    mask = binarize(vol.data, kind, threshold, np.zeros(vol.data.shape, bool))
     if closing > 1:
         close_slices(mask, closing)
     if smallest > 1 or instance_labels:

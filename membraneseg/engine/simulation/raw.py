@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from . import negatives, optics, tomography
 from .scene import build_scene
-from .simulate import render
+from .simulate import render, truth_vesicles
 
 LOOKS = ("raw", "lowpass", "eed", "denoised")
 CONTENTS = ("cell", "negatives", "empty")    # with membranes; everything but membranes; ice and noise alone
@@ -107,6 +107,7 @@ class RawPhantom(NamedTuple):
     settings: RawSettings
     snr: float              # of the tilt series: variance of the noiseless images over that of the noise
     timings: dict           # seconds per stage
+    vesicles: tuple = ()    # the scene's vesicles (simulate.truth_vesicles)
 
 
 def tilt_series(density, settings, rng, angles, gain=1.0):
@@ -166,12 +167,14 @@ def generate_raw(shape, settings, seed=0):
         timings[stage] = round(now - clock[0], 3)
         clock[0] = now
 
+    vesicles = ()
     if s.content == "empty":
         density, labels = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
     else:
         scene = build_scene(shape, s.pixel_size, rng, membranes=s.content == "cell",
                             crowding=1.0 if s.content == "cell" else 3.0)
         density, labels = render(scene, texture=True, wedge=s.tilt_range)
+        vesicles = truth_vesicles(scene)
         if s.carbon:
             negatives.add_carbon_edge(density, labels, s.pixel_size, rng)
         if s.contamination:
@@ -191,7 +194,7 @@ def generate_raw(shape, settings, seed=0):
     rec = (rec - rec.mean()) / max(float(rec.std()), 1e-12)
     if s.polarity == "bright":
         rec = -rec
-    return RawPhantom(rec.astype(np.float32), labels, s, snr, timings)
+    return RawPhantom(rec.astype(np.float32), labels, s, snr, timings, vesicles)
 
 
 def settings_record(settings):

@@ -192,6 +192,20 @@ class Phantom(NamedTuple):
     shifts: np.ndarray      # (n_tilts, 2) misalignment (dy, dx) in pixels
     snr: float              # measured on the tilt series: noiseless variance over noise variance
     timings: dict           # seconds per stage
+    vesicles: tuple = ()    # the scene's vesicles (truth_vesicles)
+
+
+def truth_vesicles(scene):
+    """The vesicles of a scene as the truth for finding them: dicts with ``centre`` (z, y, x) and ``axes`` (semi-axes,
+    largest first) in voxels at the middle of the membrane, and ``radius``, that of the sphere of the same
+    volume."""
+    out = []
+    for m in scene.membranes:
+        if m.kind == "vesicle":
+            axes = np.sort(np.asarray(m.surface.axes, float))[::-1]
+            out.append(dict(centre=np.asarray(m.surface.centre, float), axes=axes,
+                            radius=float(np.prod(axes) ** (1 / 3))))
+    return tuple(out)
 
 
 def generate(shape=(128, 256, 256), voxel_size=10.0, seed=0, tilt_range=60.0, tilt_step=3.0, snr=None):
@@ -227,7 +241,7 @@ def generate(shape=(128, 256, 256), voxel_size=10.0, seed=0, tilt_range=60.0, ti
     lap("wbp")
     rec -= rec.mean()
     rec /= -max(float(rec.std()), 1e-12)        # negated: membranes dark
-    return Phantom(rec.astype(np.float32), labels, density, angles, shifts, measured, timings)
+    return Phantom(rec.astype(np.float32), labels, density, angles, shifts, measured, timings, truth_vesicles(scene))
 
 
 def cell_phantom(shape=(128, 256, 256), voxel_size=10.0, seed=0, tilt_range=60.0, tilt_step=3.0, snr=None):
