@@ -44,3 +44,5 @@ OUT_FAILED = "failedTomograms"
 OUT_TOMOS = "tomograms"
 OUT_MODEL = "model"
 OUT_LABELS = "labels"
+OUT_VESICLE_COORDS = "vesicles"            # find vesicles: one coordinate per vesicle
+OUT_VESICLE_LABELS = "vesicleLabels"       # find vesicles: one label per vesicle

@@ -10,23 +10,11 @@ import pytest
 
 from membraneseg.engine import cli
 from membraneseg.engine.core import io
-from membraneseg.engine.vesicles import files, find, fit
+from membraneseg.engine.vesicles import files, find
+from membraneseg.tests.shapes import shell
 
 VOXEL = 10.0                  # Å: 1 voxel is 1 nm
 SHAPE = (72, 128, 128)
-
-
-def shell(shape, centre, axes, half_width=1.5, rot=np.eye(3), caps=None):
-    """Voxels within ``half_width`` of an ellipsoid's surface; ``caps`` (degrees) leaves out the membrane whose
-    normal is within that angle of z, as the missing wedge does."""
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
-    surface = fit.Surface(np.asarray(centre, float), np.asarray(axes, float), rot, 0.0)
-    out = np.abs(fit.distance(surface, grid)) <= half_width
-    if caps:
-        local = (grid - surface.centre) @ rot / surface.axes ** 2
-        normal_z = np.abs(local[:, 0]) / np.maximum(np.linalg.norm(local, axis=1), 1e-9)
-        out &= normal_z < np.cos(np.deg2rad(caps))
-    return out.reshape(shape)
 
 
 def closest(vesicles, centre, radius):
