@@ -58,6 +58,7 @@ def slice_panel(background, z, vesicles):
         if abs(round(v.centre[0]) - z) <= 0:
             at = (int(v.centre[2] * scale) - 6, int(v.centre[1] * scale) + 5)
             cv2.putText(image, str(number), at, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.rectangle(image, (0, 0), (58, 22), (0, 0, 0), -1)
     cv2.putText(image, "z %d" % z, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return image
 
