@@ -1,6 +1,6 @@
 """Segmenting through a cluster queue: the engine command reaches the job script that Scipion submits.
 
-A hosts.conf written here describes a SLURM-like queue whose submit command is a fake ``sbatch``: it records the
+The hosts.conf is the SLURM section of docs/cluster-and-gpu.rst whose submit command is a fake ``sbatch``: it records the
 job script it receives, runs it as a node would, and answers with a job id. The protocol is launched with
 useQueue and QUEUE_FOR_JOBS, so every runJob (one engine command per tomogram) becomes a job.
 """
@@ -8,12 +8,14 @@ import glob
 import os
 import shutil
 import tempfile
+import unittest
 
 import pyworkflow as pw
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from membraneseg.constants import OUT_MASKS
 from membraneseg.protocols import ProtMembraneSegSegment
+from membraneseg.tests import slurm
 from membraneseg.tests.common import import_tomograms, make_phantoms
 
 FAKE_SBATCH = """#!/bin/bash
@@ -23,33 +25,24 @@ bash "$1" > "$1.out" 2>&1
 echo "Submitted batch job 4242"
 """
 
-# The SLURM section of docs/cluster-and-gpu.rst, with sbatch/squeue/scancel replaced by the fake and harmless commands.
-HOSTS_CONF = """[localhost]
-PARALLEL_COMMAND = mpirun -np %%_(JOB_NODES)d %%_(COMMAND)s
-NAME = SLURM
-MANDATORY = False
-SUBMIT_COMMAND = bash %(sbatch)s %%_(JOB_SCRIPT)s
-CANCEL_COMMAND = true %%_(JOB_ID)s
-CHECK_COMMAND = true %%_(JOB_ID)s
-SUBMIT_PREFIX = scipion
-SUBMIT_TEMPLATE = #!/bin/bash
-    #SBATCH -J %%_(JOB_NAME)s
-    #SBATCH -o %%_(JOB_LOGS)s.out
-    #SBATCH -e %%_(JOB_LOGS)s.err
-    #SBATCH -p %%_(JOB_QUEUE)s
-    #SBATCH --cpus-per-task=%%_(JOB_THREADS)d
-    #SBATCH --mem=%%_(JOB_MEMORY)sM
-    #SBATCH --gres=gpu:%%_(GPU_COUNT)s
-    %%_(JOB_COMMAND)s
-QUEUES = {"gpu": [["JOB_MEMORY", "8192", "Memory (MB)", "Memory per job"],
-                  ["QUEUE_FOR_JOBS", "Y", "Use queue for jobs", "Send each engine job to the queue"]]}
-QUEUES_DEFAULT = {"JOB_GPUS": "0"}
-"""
+
+
+def hosts_conf(sbatch):
+    """The SLURM section of docs/cluster-and-gpu.rst with sbatch replaced by the fake, squeue and scancel by
+    harmless commands."""
+    conf = slurm.documented_hosts_conf()
+    for real, fake in (("sbatch %_(JOB_SCRIPT)s", "bash %s %%_(JOB_SCRIPT)s" % sbatch),
+                       ("scancel %_(JOB_ID)s", "true %_(JOB_ID)s"), ("squeue -h -j %_(JOB_ID)s", "true %_(JOB_ID)s")):
+        assert real in conf, real
+        conf = conf.replace(real, fake)
+    return conf
 
 
 class TestSegmentOnQueue(BaseTest):
     @classmethod
     def setUpClass(cls):
+        if slurm.documented_hosts_conf() is None:
+            raise unittest.SkipTest("docs/cluster-and-gpu.rst, whose SLURM section this test runs, is not here")
         cls.tmp = tempfile.mkdtemp(prefix="membraneseg-queue-")
         cls.record = os.path.join(cls.tmp, "submitted")
         os.makedirs(cls.record)
@@ -58,7 +51,7 @@ class TestSegmentOnQueue(BaseTest):
             f.write(FAKE_SBATCH % dict(record=cls.record))
         hosts = os.path.join(cls.tmp, "hosts.conf")
         with open(hosts, "w") as f:
-            f.write(HOSTS_CONF % dict(sbatch=sbatch))
+            f.write(hosts_conf(sbatch))
         # the project reads pw.Config; the protocol's own process (and so runJob) reads the environment
         cls.saved = pw.Config.SCIPION_HOSTS, os.environ.get("SCIPION_HOSTS")
         pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = hosts
@@ -80,13 +73,14 @@ class TestSegmentOnQueue(BaseTest):
         prot = self.newProtocol(ProtMembraneSegSegment, inputTomograms=self.tomograms, numberOfThreads=2,
                                 mode=0, binThreads=1)
         prot._useQueue.set(True)
-        prot.setQueueParams(["gpu", {"JOB_MEMORY": "8192", "QUEUE_FOR_JOBS": "Y"}])
+        prot.setQueueParams(["gpu", {"JOB_MEMORY": "8192", "JOB_GRES": "gpu:1", "QUEUE_FOR_JOBS": "Y"}])
         self.launchProtocol(prot)
         scripts = glob.glob(os.path.join(self.record, "*.job"))
         self.assertEqual(len(scripts), 1, "one job per tomogram")
         with open(scripts[0]) as f:
             script = f.read()
         self.assertIn("#SBATCH --mem=8192M", script)
+        self.assertIn("#SBATCH --gres=gpu:1", script)
         self.assertIn("python -m membraneseg.engine segment", script)
         self.assertIn(self.tomograms.getFirstItem().getFileName(), script)
         self.assertIn("--mode preview", script)

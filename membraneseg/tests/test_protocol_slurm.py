@@ -1,0 +1,79 @@
+"""Segmenting through a real SLURM queue: a one-node cluster started here (``slurm.LocalSlurm``), the SLURM section
+of docs/cluster-and-gpu.rst as Scipion's hosts.conf, word for word, and "segment membranes" with *Use queue* (its
+``cpu`` queue: the node has no GPU) and one job per tomogram. The job must pass through sbatch, run on the node, and its outputs be registered.
+
+Skips, saying why, where the SLURM programs are missing or this is not root; the cluster is stopped afterwards.
+"""
+import glob
+import os
+import shutil
+import tempfile
+import unittest
+
+import pyworkflow as pw
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from membraneseg.constants import OUT_MASKS
+from membraneseg.protocols import ProtMembraneSegSegment
+from membraneseg.tests import slurm
+from membraneseg.tests.common import import_tomograms, make_phantoms
+
+class TestSegmentOnSlurm(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        why = slurm.unavailable() or (None if slurm.documented_hosts_conf() else "docs/cluster-and-gpu.rst is not here")
+        if why:
+            raise unittest.SkipTest(why)
+        cls.tmp = tempfile.mkdtemp(prefix="membraneseg-slurm-")
+        cls.cluster = slurm.LocalSlurm(os.path.join(cls.tmp, "cluster"), partition="cpu").start()
+        try:
+            cls._setUpProject()
+        except BaseException:   # unittest skips tearDownClass when setUpClass fails: stop the daemons here
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _setUpProject(cls):
+        hosts = os.path.join(cls.tmp, "hosts.conf")
+        with open(hosts, "w") as f:
+            f.write(slurm.documented_hosts_conf())
+        # sbatch and squeue find the cluster through SLURM_CONF; the protocol's process inherits the environment
+        cls.saved = pw.Config.SCIPION_HOSTS, {k: os.environ.get(k) for k in ("SCIPION_HOSTS", "SLURM_CONF")}
+        pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = hosts
+        os.environ["SLURM_CONF"] = cls.cluster.conf
+        setupTestProject(cls)
+        folder = cls.getOutputPath("tomos")
+        make_phantoms(folder, seeds=(6,), shape=(12, 96, 96))
+        cls.tomograms = import_tomograms(cls, folder)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+        saved = getattr(cls, "saved", (pw.Config.SCIPION_HOSTS, {}))
+        pw.Config.SCIPION_HOSTS = saved[0]
+        for key, value in saved[1].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_segment_runs_as_a_slurm_job(self):
+        prot = self.newProtocol(ProtMembraneSegSegment, inputTomograms=self.tomograms, numberOfThreads=2,
+                                mode=0, binThreads=1)
+        prot._useQueue.set(True)
+        prot.setQueueParams(["cpu", {"JOB_MEMORY": "8192", "JOB_GRES": "none", "QUEUE_FOR_JOBS": "Y"}])
+        self.launchProtocol(prot)
+        self.assertEqual(getattr(prot, OUT_MASKS).getSize(), 1)
+        # the job went through sbatch: its script and the node's log of it are there
+        scripts = glob.glob(prot._getLogsPath("*.job"))
+        self.assertEqual(len(scripts), 1, "one job per tomogram")
+        with open(scripts[0]) as f:
+            script = f.read()
+        self.assertIn("#SBATCH -p cpu", script)
+        self.assertIn("#SBATCH --gres=none", script)
+        self.assertIn("python -m membraneseg.engine segment", script)
+        daemon = self.cluster.log("slurmd.log")
+        self.assertRegex(daemon, r"(?i)launching batch job \d+|JobId=\d+")
+        with open(prot.getStdoutLog()) as f:
+            self.assertRegex(f.read(), r"Launched job with id \d+")
