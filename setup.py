@@ -10,6 +10,7 @@ with open(path.join(here, "membraneseg", "constants.py")) as f:
 with open(path.join(here, "README.rst"), encoding="utf-8") as f:
     long_description = f.read()
 
+VIEWER = ["napari[pyqt5]==0.5.6", "ipython<9.19"]
 ENGINE = ["tensorflow-cpu==2.21.0", "numpy==1.26.1", "scipy==1.10.0", "mrcfile==1.4.3", "tifffile==2023.9.26",
           "opencv-python-headless==4.11.0.86", "numba==0.68.1"]
 
@@ -30,6 +31,9 @@ setup(
         # what the model environment needs; also installed beside Scipion for development and CI
         "engine": ENGINE,
         "tests": ENGINE + ["pytest==9.2.0", "hypothesis==6.170.15"],
+        # the overlay viewer's napari window, beside Scipion: napari 0.5.6 keeps Scipion's numpy 1.26 and scipy
+        # 1.10, and IPython before 9.19 keeps pyworkflow's psutil 5.9
+        "viewer": VIEWER,
     },
     entry_points={
         "pyworkflow.plugin": "membraneseg = membraneseg",

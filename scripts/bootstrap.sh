@@ -10,10 +10,20 @@ if ! "$PY" -c 'import tkinter' 2>/dev/null; then
   echo "bootstrap: installing python3-tk" >&2
   (apt-get update -qq && apt-get install -y -qq python3-tk) >/dev/null || echo "bootstrap: could not install python3-tk" >&2
 fi
-if ! command -v xvfb-run >/dev/null 2>&1; then
-  # the form test draws every protocol's GUI form on a virtual X server (skipped without one)
-  echo "bootstrap: installing xvfb" >&2
-  (apt-get update -qq && apt-get install -y -qq xvfb xauth) >/dev/null 2>&1 || echo "bootstrap: could not install xvfb; the GUI form test will be skipped" >&2
+if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11; then
+  # the form test draws every protocol's GUI form on a virtual X server, and the napari test opens napari there
+  # (Qt's xcb platform and Mesa's OpenGL); both are skipped without them
+  echo "bootstrap: installing xvfb and Qt's X libraries" >&2
+  (apt-get update -qq && apt-get install -y -qq xvfb xauth libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+    libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xfixes0 \
+    libxcb-cursor0 libxcb-xkb1 libgl1 libegl1 libgl1-mesa-dri libfontconfig1 libdbus-1-3) >/dev/null 2>&1 \
+    || echo "bootstrap: could not install xvfb or Qt's libraries; the GUI form and napari tests will be skipped" >&2
+fi
+if ! command -v slurmctld >/dev/null 2>&1; then
+  # the queue test starts a one-node SLURM cluster of its own (skipped without these)
+  echo "bootstrap: installing SLURM and munge" >&2
+  (apt-get update -qq && apt-get install -y -qq slurmctld slurmd slurm-client munge) >/dev/null 2>&1 \
+    || echo "bootstrap: could not install SLURM; the real-queue test will be skipped" >&2
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 stamp="$VENV/.membraneseg-stamp"

@@ -16,6 +16,7 @@ from membraneseg.engine.measurement import metrics
 from membraneseg.protocols import ProtMembraneSegImportModel, ProtMembraneSegSegment
 from membraneseg.tests.common import SHAPE, VOXEL, import_tomograms, sourceParents
 from membraneseg.tests.datasets import getPhantomDataSet
+from membraneseg.viewers import MembraneSegOverlayViewer
 
 
 class TestSegment(TestBaseCentralizedLayer):
@@ -65,6 +66,12 @@ class TestSegment(TestBaseCentralizedLayer):
         masks = self._checkOutputs(prot, 2)
         self.assertEqual({m.membranesegThreshold.get() for m in masks}, {0.3})
         self.assertIsNone(getattr(prot, OUT_FAILED, None))
+        # the overlay viewer (napari) is given each mask's probability map too
+        items = MembraneSegOverlayViewer(project=self.proj).items(masks)
+        self.assertEqual(len(items), 2)
+        probs = {p.getTsId(): p.getFileName() for p in getattr(prot, OUT_PROBS)}
+        for item in items:
+            self.assertTrue(item["prob"].endswith(probs[item["tsId"]]))
 
     def test_trained_model_finds_membranes(self):
         imp = self.newProtocol(ProtMembraneSegImportModel, modelPath=self.modelDir)

@@ -5,7 +5,8 @@
     python -m membraneseg.viewers.launch evaluation evaluation.json [--png DIR]
     python -m membraneseg.viewers.launch pictures PNG... [--png DIR]
 
-An overlay MANIFEST is a JSON list of {"tsId", "tomo", "mask", "kind"}. ``--png DIR`` writes the pictures instead of
+An overlay MANIFEST is a JSON list of {"tsId", "tomo", "mask", "kind"} and optionally "prob" (the probability map
+beside a mask). ``--png DIR`` writes the pictures instead of
 opening windows (for headless use and tests). The overlay opens napari (image and labels layers) where it is
 installed, else a matplotlib slice viewer.
 """
@@ -140,11 +141,12 @@ class PictureViewer:
             self.show(self.index + (1 if event.key in ("n", "right") else -1))
 
 
-def show_napari(items):
-    """Open napari with each tomogram as an image layer and its mask as a labels layer (probability maps as a
-    magenta image layer); only the first tomogram's layers are visible at start."""
+def napari_viewer(items, show=True):
+    """A napari viewer with each tomogram as an image layer and its mask as a labels layer (a probability map as a
+    magenta image layer; an item's optional "prob", the probability map beside a mask, as one more); only the first
+    tomogram's layers are visible at start. ``show`` False keeps the window hidden (for screenshots)."""
     import napari
-    viewer = napari.Viewer(title="membraneseg: masks over tomograms")
+    viewer = napari.Viewer(title="membraneseg: masks over tomograms", show=show)
     for i, item in enumerate(items):
         tomo, mask = io.read(item["tomo"]).data, io.read(item["mask"]).data
         kind = item.get("kind", "auto")
@@ -152,12 +154,21 @@ def show_napari(items):
             kind = render.slice_kind(mask[mask.shape[0] // 2])
         viewer.add_image(tomo, name=item["tsId"], colormap="gray", contrast_limits=render.display_range(tomo),
                          visible=i == 0)
-        if kind == "probability":
-            viewer.add_image(mask, name=item["tsId"] + " probability", colormap="magenta", blending="additive",
-                             contrast_limits=(0.0, 1.0), opacity=render.DEFAULT_ALPHA, visible=i == 0)
-        else:
+        probs = [mask] if kind == "probability" else []
+        if kind != "probability":
             viewer.add_labels(np.asarray(mask, np.int32), name=item["tsId"] + " mask",
                               opacity=render.DEFAULT_ALPHA, visible=i == 0)
+            if item.get("prob"):
+                probs.append(io.read(item["prob"]).data)
+        for prob in probs:
+            viewer.add_image(prob, name=item["tsId"] + " probability", colormap="magenta", blending="additive",
+                             contrast_limits=(0.0, 1.0), opacity=render.DEFAULT_ALPHA, visible=i == 0)
+    return viewer
+
+
+def show_napari(items):
+    import napari
+    napari_viewer(items)
     napari.run()
 
 

@@ -10,6 +10,7 @@ import tempfile
 import pyworkflow.viewer as pwviewer
 from tomo.objects import SetOfTomoMasks, TomoMask
 
+from ..constants import MASK_SUFFIX, PROB_SUFFIX
 from ..protocols.protocol_clean import itemKind
 from . import render
 from .launch import launch
@@ -41,12 +42,23 @@ class MembraneSegOverlayViewer(pwviewer.Viewer):
     _environments = [pwviewer.DESKTOP_TKINTER]
 
     def items(self, obj):
-        """{"tsId", "tomo", "mask", "kind"} of each mask that names its tomogram (volName)."""
+        """{"tsId", "tomo", "mask", "kind"} of each mask that names its tomogram (volName), with "prob" where the
+        mask is a segmentation whose probability map lies beside it."""
         masks = [obj] if isinstance(obj, TomoMask) else obj
         project = self.getProject()
-        return [dict(tsId=m.getTsId() or m.getObjId(), tomo=projectFile(project, m.getVolName()),
-                     mask=projectFile(project, m.getFileName()), kind=itemKind(m))
-                for m in masks if m.getVolName()]
+        out = []
+        for m in masks:
+            if not m.getVolName():
+                continue
+            item = dict(tsId=m.getTsId() or m.getObjId(), tomo=projectFile(project, m.getVolName()),
+                        mask=projectFile(project, m.getFileName()), kind=itemKind(m))
+            stem, ext = os.path.splitext(item["mask"])
+            if item["kind"] == "binary" and stem.endswith(MASK_SUFFIX):
+                prob = stem[:-len(MASK_SUFFIX)] + PROB_SUFFIX + ext
+                if os.path.exists(prob):
+                    item["prob"] = prob
+            out.append(item)
+        return out
 
     def _visualize(self, obj, **kwargs):
         items = self.items(obj)
