@@ -49,17 +49,19 @@ ENV_PY="$ROOT/scipion/software/em/membraneseg-$VERSION/venv/bin/python"
   2>/dev/null || "$ENV_PY" -c "import tensorflow as tf; print('model environment: TensorFlow', tf.__version__)"
 
 step "4. protocol tests through scipion3 tests"
-export SCIPION_TEST_NOSYNC=True
+# run from $ROOT, so that no other checkout in the working folder shadows the installed plugin; projects and test
+# data stay under $ROOT too
+cd "$ROOT"
+export SCIPION_TEST_NOSYNC=True SCIPION_USER_DATA="$ROOT/userdata"
 for t in test_protocol_vesicles test_protocol_clean test_protocol_segment; do
   step "   scipion3 tests membraneseg.tests.$t"
   "$SCIPION" tests "membraneseg.tests.$t"
 done
-# the engine jobs of "segment membranes" ran inside the model environment: its logs name that interpreter's
-# environment in the activation that starts each job
-grep -rh "membraneseg-$VERSION/venv/bin/activate" "$ROOT"/scipion/data/tests/*/Runs/*Segment*/logs/run.stdout \
-  2>/dev/null | head -2 || true
+step "   the segment test's engine jobs ran inside the model environment (their activation, from the run logs):"
+grep -rhoE "[^ ]*membraneseg-$VERSION/venv/bin/activate && [^ ]* [^ ]* python -m membraneseg.engine segment" \
+  "$ROOT"/userdata/projects/*/Runs/*Segment*/logs/run.stdout | sort -u | head -3
 
 step "5. the scripted workflow example through scipion3 python"
-(cd "$ROOT" && "$SCIPION" python "$CLONE/examples/scripted_workflow.py" --phantoms 2)
+"$SCIPION" python "$CLONE/examples/scripted_workflow.py" --phantoms 2
 
 step "done: Scipion, the plugin, its model environment, tests and the example all ran"

@@ -67,6 +67,35 @@ def imports(name):
     return out
 
 
+def module_level_imports(name):
+    """Like ``imports``, but only the imports that run when the module is imported (not those inside functions)."""
+    path = MODULES[name]
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    out, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.ClassDef):
+            todo += [n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        elif isinstance(node, (ast.If, ast.Try)):
+            todo += node.body + node.orelse + getattr(node, "finalbody", []) + \
+                [n for h in getattr(node, "handlers", []) for n in h.body]
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                full = base + "." + alias.name
+                out.add(full if full in MODULES else base)
+    return out
+
+
 def engine_package(name):
     """'training' for membraneseg.engine.training.loop; None outside the engine's packages."""
     parts = name.split(".")
@@ -119,6 +148,30 @@ def test_engine_packages_import_only_the_packages_below_them():
             elif other and other != package and other not in ALLOWED[package]:
                 wrong.append("%s -> %s" % (name, target))
     assert not wrong, "imports against the direction of the layout:\n" + "\n".join(wrong)
+
+
+# What only the model environment has: Scipion's own Python has numpy, scipy, mrcfile, tifffile and matplotlib,
+# not these (seen in a Scipion installed by scipion-installer, scripts/scipion_install_check.sh).
+ENGINE_ONLY = ("cv2", "numba", "tensorflow", "keras")
+SCIPION_SIDE = ("membraneseg.plugin", "membraneseg.objects", "membraneseg.protocols", "membraneseg.viewers")
+
+
+def test_the_scipion_side_loads_without_the_model_environment():
+    """Protocols and viewers load in Scipion's Python: nothing they import when loaded (through the engine modules
+    they use too) may import OpenCV, numba or TensorFlow, which only the model environment has."""
+    seen, todo, bad = set(), [n for n in MODULES if n.startswith(SCIPION_SIDE)], []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for target in module_level_imports(name):
+            if target.split(".")[0] in ENGINE_ONLY:
+                bad.append("%s imports %s" % (name, target))
+            for parent in (target, target.rpartition(".")[0]):
+                if parent in MODULES and parent not in seen:
+                    todo.append(parent)
+    assert not bad, "the Scipion side would fail to load without the model environment:\n" + "\n".join(bad)
 
 
 def test_nothing_outside_the_command_line_imports_it():

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core import io
 from ..measurement import clean, evaluate
-from . import figure, find
+from . import find
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def find_file(input_path, out_dir, search=None, threshold=None, kind="auto", pix
     labels = find.label_map(mask, vesicles)
     io.write(paths["labels"], labels, voxel_size)
     if png:
+        from . import figure   # OpenCV: in the engine's environment only, and the protocols import this module
         image = figure.picture(mask.astype(np.float32) if background is None else background, vesicles, voxel_size)
         io.write(paths["png"], image)   # BGR, as OpenCV writes it
     record = dict(input=str(input_path), tomogram=tomogram, input_kind=kind, threshold=threshold,

@@ -14,7 +14,6 @@ the true membrane, or is wider than it, still gives its middle.
 """
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -53,6 +52,7 @@ def slice_rings(mask, z, min_area=4, max_area=None, max_width=12.0):
     """The rings of one z-slice (a 2D boolean mask): each hole of at least ``min_area`` and at most ``max_area``
     pixels once filled, convex enough to be a vesicle's lumen, with points in the middle of its membrane (at most
     ``max_width`` pixels wide)."""
+    import cv2   # here, not at the top: the protocols import this package in Scipion's Python, which has no OpenCV
     holes = ndimage.binary_fill_holes(mask) & ~mask
     labels, n = ndimage.label(holes)
     rings = []
