@@ -2,7 +2,6 @@
 and source-relation look-ups."""
 import os
 import subprocess
-import sys
 
 from pyworkflow.utils import magentaStr
 from tomo.protocols import ProtImportTomograms
@@ -14,9 +13,12 @@ VOXEL = 10.0
 SHAPE = (40, 128, 128)       # Z, Y, X
 
 
-def engine(*args):
-    """Run the engine command line in a subprocess, as the protocols do."""
-    subprocess.run([sys.executable, "-m", "membraneseg.engine"] + [str(a) for a in args], check=True)
+def engine(command, *args):
+    """Run an engine command in a subprocess the way the protocols do: inside the model environment (the plugin's
+    activation), which in an installed Scipion is not Scipion's own Python and has TensorFlow."""
+    from membraneseg import Plugin
+    line = "%s %s" % (Plugin.getEngineProgram(useGpu=False), Plugin.engineArguments(command, args, useGpu=False))
+    subprocess.run(line, shell=True, check=True, executable="/bin/bash")
 
 
 def make_phantoms(folder, seeds, shape=SHAPE):
