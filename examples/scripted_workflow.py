@@ -56,7 +56,10 @@ def run(project, prot):
 
 def main():
     args = parse_args()
-    headless.configure(os.path.join(args.workdir, "scipion-userdata"))
+    if "SCIPION_HOME" not in os.environ:
+        # not under the scipion3 launcher: a headless Scipion in this Python, the engine in it too. Under the
+        # launcher, Scipion's own configuration holds, and the engine runs in the plugin's model environment.
+        headless.configure(os.path.join(args.workdir, "scipion-userdata"))
 
     import mrcfile
     from pyworkflow.project import Manager
