@@ -70,6 +70,8 @@ def main(argv=None):
     from ..network.modelfile import ModelError
     try:
         setup_runtime(args)   # may import TensorFlow
+        # which environment runs the engine: in Scipion, the model environment, not Scipion's own Python
+        log.info("membraneseg %s: %s, Python %s", _version(), args.command, sys.executable)
         args.func(args)
     except (InputError, ModelError) as exc:
         return _refuse(args, str(exc))
@@ -84,6 +86,11 @@ def main(argv=None):
     return 0
 
 
+def _version():
+    from ... import __version__
+    return __version__
+
+
 def _refuse(args, reason):
     """Say in one line why the command cannot run (and write it to --error-file); exit status 2."""
     log.error("%s", reason)
@@ -91,10 +98,6 @@ def _refuse(args, reason):
         with open(args.error_file, "w") as f:
             f.write(reason + "\n")
     return EXIT_BAD_INPUT
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 if __name__ == "__main__":
