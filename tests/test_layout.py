@@ -46,53 +46,46 @@ def modules():
 MODULES = modules()
 
 
-def imports(name):
-    """The absolute names a module imports (``from a import b`` gives a.b when a.b is a module, else a)."""
+def _targets(node, package):
+    """The absolute names one import statement brings in (``from a import b`` gives a.b when a.b is a module, else
+    a)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+    return {base + "." + a.name if base + "." + a.name in MODULES else base for a in node.names}
+
+
+def _tree(name):
+    """(syntax tree, package) of a module."""
     path = MODULES[name]
-    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            for alias in node.names:
-                full = base + "." + alias.name
-                out.add(full if full in MODULES else base)
-    return out
+    return tree, name if path.endswith("__init__.py") else name.rpartition(".")[0]
+
+
+def imports(name):
+    """The absolute names a module imports, also inside functions."""
+    tree, package = _tree(name)
+    return {t for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+            for t in _targets(node, package)}
 
 
 def module_level_imports(name):
     """Like ``imports``, but only the imports that run when the module is imported (not those inside functions)."""
-    path = MODULES[name]
-    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
+    tree, package = _tree(name)
     out, todo = set(), list(tree.body)
     while todo:
         node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
         if isinstance(node, ast.ClassDef):
             todo += [n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         elif isinstance(node, (ast.If, ast.Try)):
             todo += node.body + node.orelse + getattr(node, "finalbody", []) + \
                 [n for h in getattr(node, "handlers", []) for n in h.body]
-        elif isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            for alias in node.names:
-                full = base + "." + alias.name
-                out.add(full if full in MODULES else base)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out |= _targets(node, package)
     return out
 
 

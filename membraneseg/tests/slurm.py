@@ -57,6 +57,36 @@ def documented_hosts_conf():
     return textwrap.dedent(block.group(1)).strip() + "\n" if block else None
 
 
+def use_hosts_conf(path, **variables):
+    """Make Scipion submit through the hosts.conf at ``path`` (pw.Config for the project, the environment for the
+    protocol's own process) and set ``variables`` in the environment; returns the function that undoes it."""
+    import pyworkflow as pw
+    saved = pw.Config.SCIPION_HOSTS, {k: os.environ.get(k) for k in ["SCIPION_HOSTS"] + list(variables)}
+    pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = path
+    os.environ.update(variables)
+
+    def restore():
+        pw.Config.SCIPION_HOSTS = saved[0]
+        for key, value in saved[1].items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return restore
+
+
+def segment_on_queue(test, tomograms, queue, **params):
+    """Launch "segment membranes" in ``test``'s project with *Use queue*, one job per tomogram, on ``queue`` with
+    the queue's ``params``; returns the protocol."""
+    from membraneseg.protocols import ProtMembraneSegSegment
+    prot = test.newProtocol(ProtMembraneSegSegment, inputTomograms=tomograms, numberOfThreads=2, mode=0,
+                            binThreads=1)
+    prot._useQueue.set(True)
+    prot.setQueueParams([queue, dict(params, QUEUE_FOR_JOBS="Y")])
+    test.launchProtocol(prot)
+    return prot
+
+
 def unavailable():
     """Why no cluster can be started here (a sentence), or None."""
     missing = [p for p in PROGRAMS if shutil.which(p) is None]

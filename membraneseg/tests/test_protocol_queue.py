@@ -10,11 +10,9 @@ import shutil
 import tempfile
 import unittest
 
-import pyworkflow as pw
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from membraneseg.constants import OUT_MASKS
-from membraneseg.protocols import ProtMembraneSegSegment
 from membraneseg.tests import slurm
 from membraneseg.tests.common import import_tomograms, make_phantoms
 
@@ -52,9 +50,7 @@ class TestSegmentOnQueue(BaseTest):
         hosts = os.path.join(cls.tmp, "hosts.conf")
         with open(hosts, "w") as f:
             f.write(hosts_conf(sbatch))
-        # the project reads pw.Config; the protocol's own process (and so runJob) reads the environment
-        cls.saved = pw.Config.SCIPION_HOSTS, os.environ.get("SCIPION_HOSTS")
-        pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = hosts
+        cls.restore = slurm.use_hosts_conf(hosts)
         setupTestProject(cls)
         folder = cls.getOutputPath("tomos")
         make_phantoms(folder, seeds=(5,), shape=(12, 96, 96))
@@ -62,19 +58,11 @@ class TestSegmentOnQueue(BaseTest):
 
     @classmethod
     def tearDownClass(cls):
-        pw.Config.SCIPION_HOSTS, env = cls.saved
-        if env is None:
-            os.environ.pop("SCIPION_HOSTS", None)
-        else:
-            os.environ["SCIPION_HOSTS"] = env
+        cls.restore()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_engine_command_is_submitted(self):
-        prot = self.newProtocol(ProtMembraneSegSegment, inputTomograms=self.tomograms, numberOfThreads=2,
-                                mode=0, binThreads=1)
-        prot._useQueue.set(True)
-        prot.setQueueParams(["gpu", {"JOB_MEMORY": "8192", "JOB_GRES": "gpu:1", "QUEUE_FOR_JOBS": "Y"}])
-        self.launchProtocol(prot)
+        prot = slurm.segment_on_queue(self, self.tomograms, "gpu", JOB_MEMORY="8192", JOB_GRES="gpu:1")
         scripts = glob.glob(os.path.join(self.record, "*.job"))
         self.assertEqual(len(scripts), 1, "one job per tomogram")
         with open(scripts[0]) as f:

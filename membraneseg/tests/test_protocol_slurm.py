@@ -10,11 +10,9 @@ import shutil
 import tempfile
 import unittest
 
-import pyworkflow as pw
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from membraneseg.constants import OUT_MASKS
-from membraneseg.protocols import ProtMembraneSegSegment
 from membraneseg.tests import slurm
 from membraneseg.tests.common import import_tomograms, make_phantoms
 
@@ -38,9 +36,7 @@ class TestSegmentOnSlurm(BaseTest):
         with open(hosts, "w") as f:
             f.write(slurm.documented_hosts_conf())
         # sbatch and squeue find the cluster through SLURM_CONF; the protocol's process inherits the environment
-        cls.saved = pw.Config.SCIPION_HOSTS, {k: os.environ.get(k) for k in ("SCIPION_HOSTS", "SLURM_CONF")}
-        pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = hosts
-        os.environ["SLURM_CONF"] = cls.cluster.conf
+        cls.restore = slurm.use_hosts_conf(hosts, SLURM_CONF=cls.cluster.conf)
         setupTestProject(cls)
         folder = cls.getOutputPath("tomos")
         make_phantoms(folder, seeds=(6,), shape=(12, 96, 96))
@@ -49,21 +45,12 @@ class TestSegmentOnSlurm(BaseTest):
     @classmethod
     def tearDownClass(cls):
         cls.cluster.stop()
-        saved = getattr(cls, "saved", (pw.Config.SCIPION_HOSTS, {}))
-        pw.Config.SCIPION_HOSTS = saved[0]
-        for key, value in saved[1].items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if hasattr(cls, "restore"):
+            cls.restore()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_segment_runs_as_a_slurm_job(self):
-        prot = self.newProtocol(ProtMembraneSegSegment, inputTomograms=self.tomograms, numberOfThreads=2,
-                                mode=0, binThreads=1)
-        prot._useQueue.set(True)
-        prot.setQueueParams(["cpu", {"JOB_MEMORY": "8192", "JOB_GRES": "none", "QUEUE_FOR_JOBS": "Y"}])
-        self.launchProtocol(prot)
+        prot = slurm.segment_on_queue(self, self.tomograms, "cpu", JOB_MEMORY="8192", JOB_GRES="none")
         self.assertEqual(getattr(prot, OUT_MASKS).getSize(), 1)
         # the job went through sbatch: its script and the node's log of it are there
         scripts = glob.glob(prot._getLogsPath("*.job"))
