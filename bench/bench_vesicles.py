@@ -5,8 +5,8 @@ Conditions, each on volumes of fixed seeds (950 on, which no training run used):
   alone, on perfect masks;
 - raw truth: the membrane labels of raw phantoms (the reference acquisition of bench_volumes) without the membrane
   the missing wedge hides, the mask a perfect segmenter of a tomogram could give;
-- raw segmented (10 and 20 Å): the mask the model gives on the raw tomogram, through the same path as
-  ``membraneseg segment``: what a user gets.
+- raw segmented (10 and 20 Å): the mask the model (by default the shipped tomogram model) gives on the raw
+  tomogram, through the same path as ``membraneseg segment``: what a user gets.
 
 A vesicle counts where its centre lies in the volume and it lies whole within the volume in x and y (one cut by the
 side of the field of view shows no closed ring). Targets are for vesicles of 30 nm diameter and more: a true vesicle
@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 from bench_volumes import phantom  # noqa: E402
+from membraneseg.engine.network import modelfile  # noqa: E402
 from membraneseg.engine.simulation import simulate  # noqa: E402
 from membraneseg.engine.vesicles import figure, find  # noqa: E402
 
@@ -91,7 +92,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=4, help="volumes per condition (default 4)")
     parser.add_argument("--quick", action="store_true", help="two volumes per condition")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
-    parser.add_argument("--model", default="membraneseg/weights/default", help="model for the segmented conditions")
+    parser.add_argument("--model", default=modelfile.default_model_path(volumes=True),
+                        help="model for the segmented conditions (default: the shipped tomogram model)")
     parser.add_argument("--png", metavar="DIR", help="write each volume's picture here")
     args = parser.parse_args()
     predictor = None

@@ -19,7 +19,8 @@ MODEL_VAR = "MEMBRANESEG_MODEL"
 MODEL_JSON = "membraneseg_model.json"
 MODEL_WEIGHTS = "model.weights.h5"
 MODEL_FORMAT = 1
-DEFAULT_MODEL_DIR = "default"  # under membraneseg/weights/
+DEFAULT_MODEL_DIR = "default"  # under membraneseg/weights/: the slice model, for 2D images
+TOMOGRAM_MODEL_DIR = "tomograms"  # under membraneseg/weights/: the tomogram model, for volumes
 
 # GAN model folders and the synthetic pairs generated with them (membraneseg gan train / gan generate).
 GAN_JSON = "gan_model.json"

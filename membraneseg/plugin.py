@@ -113,4 +113,4 @@ class Plugin(pwem.Plugin):
     def getDefaultModel(cls):
         """The model folder protocols use when given none."""
         from .engine.network.modelfile import default_model_path
-        return cls.getVar(MODEL_VAR) or default_model_path()
+        return cls.getVar(MODEL_VAR) or default_model_path(volumes=True)   # protocols segment tomograms

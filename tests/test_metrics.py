@@ -271,4 +271,4 @@ def test_train_help_lists_every_preset(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert all(name in text for name in PRESETS) and "cpu-fine is the default model's" in text
+    assert all(name in text for name in PRESETS) and "cpu-fine is the shipped models'" in text

@@ -39,7 +39,8 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
         form.addParam("inputModel", params.PointerParam, pointerClass="MembraneSegModel", allowsNull=True,
                       label="Trained model (optional)",
                       help="A model from the 'train membrane model' or 'import membrane model' protocols. Leave "
-                           "empty to use the model shipped with the plugin (or MEMBRANESEG_MODEL if set).")
+                           "empty to use the tomogram model shipped with the plugin (trained on simulated raw "
+                           "tomograms and real slices), or MEMBRANESEG_MODEL if set.")
         form.addParam("useModelThreshold", params.BooleanParam, default=True,
                       label="Use the model's calibrated threshold?",
                       help="Models trained here store the probability threshold that maximised Dice on their "

@@ -129,7 +129,7 @@ class ProtMembraneSegTrain(EMProtocol):
 
         form.addSection(label="Training")
         form.addParam("quick", params.BooleanParam, default=False, label="Quick fine-tuning on a few slices?",
-                      help="Yes: fine-tune the starting model (the default model if none is given) with settings "
+                      help="Yes: fine-tune the starting model (the shipped tomogram model if none is given) with settings "
                            "sized for a few annotated slices: %d epochs of %d batches at learning rate %g, the %s "
                            "loss, turns by 90° and intensity and style augmentation; about 6-8 minutes on 2 CPU "
                            "cores. The job's log says what was chosen. No: set the training below yourself."

@@ -12,8 +12,9 @@ def add(sub):
                                    "size in the header, and .tif for 2D images.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="MRC volume(s), 2D TIFF/PNG image(s), or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
-    p.add_argument("--model", metavar="PATH", help="model folder (default: $MEMBRANESEG_MODEL, else the "
-                                                   "model shipped with the plugin)")
+    p.add_argument("--model", metavar="PATH", help="model folder (default: $MEMBRANESEG_MODEL, else a model "
+                                                   "shipped with the plugin: the tomogram model for volumes, the "
+                                                   "slice model for 2D images)")
     p.add_argument("--threshold", type=float, metavar="P",
                    help="probability (0-1) above which a voxel is membrane (default: the model's calibrated one)")
     p.add_argument("--pixel-size", type=float, metavar="Å",
@@ -51,8 +52,10 @@ def add(sub):
 
 
 def run(args):
-    from ..segmentation import predict
+    from ..core import io
     from ..core.io import InputError
+    from ..network import modelfile
+    from ..segmentation import predict
     if args.overlap is not None and not 0 <= args.overlap < 0.95:
         raise SystemExit("--overlap must be in [0, 0.95)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -66,12 +69,22 @@ def run(args):
     overlap = args.overlap if args.overlap is not None else overlap
     if args.max_upsampling is not None and args.max_upsampling < 1:
         raise SystemExit("--max-upsampling must be 1 (never upsample) or more")
-    predictor = predict.Predictor(args.model, batch_size=args.batch_size, tta=args.tta or tta,
-                                  precision=args.precision, max_upsampling=args.max_upsampling)
+    predictors = {}
+
+    def predictor_for(path):
+        """The given model, else the shipped one for the input's kind (tomogram model for volumes, slice model for
+        2D images), each loaded once."""
+        volumes = args.model is None and not io.read(path).is_2d
+        if volumes not in predictors:
+            model = args.model or modelfile.default_model_path(volumes=volumes)
+            predictors[volumes] = predict.Predictor(model, batch_size=args.batch_size, tta=args.tta or tta,
+                                                    precision=args.precision, max_upsampling=args.max_upsampling)
+        return predictors[volumes]
+
     for path in inputs:
         try:
-            mask, prob = predictor.segment_file(path, args.output, args.threshold, args.pixel_size, overlap,
-                                                polarity=args.polarity)
+            mask, prob = predictor_for(path).segment_file(path, args.output, args.threshold, args.pixel_size,
+                                                          overlap, polarity=args.polarity)
         except InputError as exc:
             refused.append(exc)
             continue

@@ -48,7 +48,7 @@ def add(sub):
     p.add_argument("--start-model", metavar="PATH", help="model folder to fine-tune from; its preset, context "
                                                          "and classes are kept")
     p.add_argument("--preset", default=d.preset, choices=PRESET_NAMES,
-                   help="network size, smallest first: %s; cpu-fine is the default model's (default %s)"
+                   help="network size, smallest first: %s; cpu-fine is the shipped models' (default %s)"
                         % (", ".join(PRESET_NAMES), d.preset))
     p.add_argument("--context", type=int, default=d.context,
                    help="z-slices per input: 1 (single slice) or odd k for 2.5D (default 1)")
@@ -80,8 +80,8 @@ def add(sub):
                         "its z-neighbours, as 2D images always do, so the model works on both (default %g)"
                         % d.context_dropout)
     p.add_argument("--quick", action="store_true",
-                   help="fine-tune on a few annotated slices with settings sized for it: --start-model the "
-                        "default model unless given, %d epochs of %d batches at learning rate %g, the %s loss, "
+                   help="fine-tune on a few annotated slices with settings sized for it: --start-model a "
+                        "shipped model unless given (the tomogram model for --volume data, else the slice model), %d epochs of %d batches at learning rate %g, the %s loss, "
                         "turns by 90 degrees, intensity and style augmentation 1 (options given still win; the "
                         "log says what was chosen). About 6-8 minutes on 2 CPU cores"
                         % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
@@ -145,7 +145,8 @@ def run(args):
                            intensity=args.intensity_augment, style=args.style_augment), args.quick)
     start_model = args.start_model
     if args.quick:
-        start_model = start_model or modelfile.default_model_path()
+        # fine-tuning on tomograms starts from the tomogram model, on 2D images from the slice model
+        start_model = start_model or modelfile.default_model_path(volumes=bool(args.volume))
         log.info("quick fine-tuning of %s: %s", start_model,
                  ", ".join("%s %s" % kv for kv in sorted(chosen.items())))
     config = data.resolve_start_model(TrainConfig(

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS
+from ...constants import DEFAULT_MODEL_DIR, MODEL_FORMAT, MODEL_JSON, MODEL_VAR, MODEL_WEIGHTS, TOMOGRAM_MODEL_DIR
 from ..core import io
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,15 @@ WEIGHTS_DIR = os.path.join(os.path.abspath(os.path.join(os.path.dirname(__file__
 SHIPPED_SUMS = os.path.join(WEIGHTS_DIR, "SHA256SUMS")
 
 
-def default_model_path():
-    """The model used when none is given: $MEMBRANESEG_MODEL if set, else the one shipped in the package."""
+def default_model_path(volumes=False):
+    """The model used when none is given: $MEMBRANESEG_MODEL if set, else one shipped in the package: for volumes
+    the tomogram model (trained on simulated raw tomograms of every look and polarity beside the real slices), for
+    2D images the slice model (trained on the real annotated slices). Each is the better of the two on its kind of
+    data (README, "The shipped models")."""
     override = os.environ.get(MODEL_VAR)
     if override:
         return model_folder(override)
-    return os.path.join(WEIGHTS_DIR, DEFAULT_MODEL_DIR)
+    return os.path.join(WEIGHTS_DIR, TOMOGRAM_MODEL_DIR if volumes else DEFAULT_MODEL_DIR)
 
 
 def shipped_sha256(folder):
