@@ -18,15 +18,12 @@ Confidence is completeness times exp(-rms / (half width + 1)), rms being how far
 fitted surface: 1 for a whole, perfect sphere. A 2D image is one slice: each ring is a vesicle's cross-section and
 its circle is reported (radius in the image plane, z 0).
 """
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from . import fit, rings
-
-log = logging.getLogger(__name__)
 
 SURFACE_SAMPLES = 600
 MAX_MEMBRANE_NM = 15.0     # a mask's membrane band is narrower than this; wider means two membranes merged

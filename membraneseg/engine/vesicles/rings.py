@@ -54,7 +54,7 @@ def slice_rings(mask, z, min_area=4, max_area=None, max_width=12.0):
     ``max_width`` pixels wide)."""
     import cv2   # here, not at the top: the protocols import this package in Scipion's Python, which has no OpenCV
     holes = ndimage.binary_fill_holes(mask) & ~mask
-    labels, n = ndimage.label(holes)
+    labels, _ = ndimage.label(holes)
     rings = []
     for i, box in enumerate(ndimage.find_objects(labels), 1):
         if box is None:
