@@ -447,6 +447,20 @@ def test_ignore_label_keeps_membrane_background_and_unknown_apart():
     np.testing.assert_array_equal(patches._target(s.labels[0], 1, weighted=True)[..., 1], [[1, 1, 0, 1]])
 
 
+def test_label_bytes_of_255_in_mrc_mode_0_mean_255(tmp_path):
+    """Tools that write unsigned bytes as MRC mode 0 (napari's exports, older IMOD) store "not annotated" 255 as the
+    byte 0xFF, which mode 0's signed reading gives as -1: such a map trains with --ignore-label 255 instead of
+    being refused."""
+    import mrcfile
+    path = str(tmp_path / "labels.mrc")
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.array([[[0, 1, 255, 1]]], np.uint8).view(np.int8))    # mode 0, bytes 0 1 255 1
+    raw = np.asarray(io.read(path).data)
+    assert raw.dtype == np.int8 and raw.min() == -1
+    labels = data._checked_labels(raw, TrainConfig(ignore_labels=[255]), path)
+    np.testing.assert_array_equal(labels, [[[0, 1, 255, 1]]])
+
+
 def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_path):
     from membraneseg.engine.simulation import phantoms
     tomo, labels = phantoms.simple_phantom((12, 96, 96), 10.0, seed=3)

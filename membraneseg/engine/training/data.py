@@ -173,6 +173,12 @@ def _checked_labels(labels, config, path):
         raise io.InputError(path, "labels must be whole numbers (0 background, 1, 2, ...); this looks like a "
                                   "probability map: threshold it first")
     low, high = float(labels.min()), float(labels.max())
+    if labels.dtype == np.int8 and low < 0:
+        # MRC mode 0 is signed bytes in MRC2014 but unsigned in older files and for many tools that write uint8
+        # label maps (napari, IMOD's imodmop): 255 ("not annotated") comes back as -1, so read the bytes unsigned
+        log.info("%s: signed 8-bit labels with negative values, read as unsigned (0..255)", path)
+        labels = labels.view(np.uint8)
+        low, high = float(labels.min()), float(labels.max())
     if low < 0 or high > 255:
         raise io.InputError(path, "labels must be in 0..255, found %g..%g" % (low, high))
     if config.ignore_labels:
