@@ -1,5 +1,5 @@
-"""Overlapping square patches over a slice, their blending weights, the z-neighbours of 2.5D context, and square
-crops that may reach past the border (training patches).
+"""Overlapping square patches over a slice, their blending weights, the z-neighbours of 2.5D context, square
+crops that may reach past the border (training patches), and the box of an array around a region.
 
 Patches overlap by a fraction of their size and are blended with a smooth window that falls towards the patch
 border, so predictions near a patch edge (where the network sees little context) count less, and no seam shows.
@@ -81,3 +81,19 @@ def crop(a, r0, c0, size, fill=None, reflect=False):
         out[(r < 0) | (r >= rows), :] = fill
         out[:, (c < 0) | (c >= cols)] = fill
     return out
+
+
+def box_around(shape, lo, hi, margin):
+    """The part of an array of ``shape`` within ``margin`` of the region [lo, hi] (per axis, in index units; the
+    whole array when ``lo`` is None): its slices and open coordinate grids (float32, broadcasting against each
+    other), or (None, None) when that part is empty."""
+    ndim = len(shape)
+    if lo is None:
+        lo, hi = np.zeros(ndim), np.array(shape) - 1.0
+    a = np.maximum(np.floor(np.asarray(lo) - margin), 0).astype(int)
+    b = np.minimum(np.ceil(np.asarray(hi) + margin) + 1, shape).astype(int)
+    if np.any(b <= a):
+        return None, None
+    grids = [np.arange(i, j, dtype=np.float32).reshape([-1 if k == axis else 1 for k in range(ndim)])
+             for axis, (i, j) in enumerate(zip(a, b))]
+    return tuple(slice(i, j) for i, j in zip(a, b)), grids

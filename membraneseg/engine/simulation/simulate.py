@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from ..core.tiling import box_around
 from . import tomography
 from .phantoms import bilayer
 from .scene import FILAMENTS, build_scene, normals_at
@@ -43,20 +44,6 @@ def membrane_mask(labels):
 
 
 # ----------------------------------------------------------------------------- rendering
-def _box(shape, lo, hi, margin):
-    """Slices and open coordinate grids (float32) of the part of the volume within ``margin`` of [lo, hi]
-    (the whole volume when ``lo`` is None); (None, None) when that part is empty."""
-    if lo is None:
-        lo, hi = np.zeros(3), np.array(shape) - 1.0
-    a = np.maximum(np.floor(np.asarray(lo) - margin), 0).astype(int)
-    b = np.minimum(np.ceil(np.asarray(hi) + margin) + 1, shape).astype(int)
-    if np.any(b <= a):
-        return None, None
-    grids = [np.arange(i, j, dtype=np.float32).reshape([-1 if k == axis else 1 for k in range(3)])
-             for axis, (i, j) in enumerate(zip(a, b))]
-    return tuple(slice(i, j) for i, j in zip(a, b)), grids
-
-
 def _render_particles(scene, density, labels):
     """Protein particles: points spread evenly through each lobe, splatted (trilinear) and blurred by a Gaussian of
     1.5 nm, so every particle is a lumpy body of density PROTEIN with a soft edge. One small box per particle."""
@@ -72,7 +59,7 @@ def _render_particles(scene, density, labels):
             points.append(centre + u)
             weights.append(np.full(n, PROTEIN * volume / n))
         points, weights = np.concatenate(points), np.concatenate(weights)
-        box, _ = _box(scene.shape, points.min(0), points.max(0), 3 * sigma + 2)
+        box, _ = box_around(scene.shape, points.min(0), points.max(0), 3 * sigma + 2)
         if box is None:
             continue
         size = tuple(s.stop - s.start for s in box)
@@ -93,7 +80,7 @@ def _render_particles(scene, density, labels):
 
 def _render_gold(scene, density, labels):
     for centre, radius in scene.gold:
-        box, grids = _box(scene.shape, centre - radius, centre + radius, 3)
+        box, grids = box_around(scene.shape, centre - radius, centre + radius, 3)
         if box is None:
             continue
         z, y, x = grids
@@ -110,7 +97,7 @@ def _render_filaments(scene, density, labels, texture=False):
         spec = FILAMENTS[kind]
         radius, sigma = spec["radius"] * scene.nm, spec["sigma"] * scene.nm
         for a, b in zip(path[:-1], path[1:]):
-            box, grids = _box(scene.shape, np.minimum(a, b), np.maximum(a, b), radius + 3 * sigma)
+            box, grids = box_around(scene.shape, np.minimum(a, b), np.maximum(a, b), radius + 3 * sigma)
             if box is None:
                 continue
             z, y, x = grids
@@ -152,7 +139,7 @@ def _render_membranes(scene, density, labels, chunk_voxels=1 << 21, wedge=None):
     degrees), membrane voxels the missing wedge hides are labelled HIDDEN_LABEL instead."""
     for m in scene.membranes:
         bounds = m.surface.bounds()
-        box, grids = _box(scene.shape, *(bounds or (None, None)), m.reach + 1)
+        box, grids = box_around(scene.shape, *(bounds or (None, None)), m.reach + 1)
         if box is None:
             continue
         z, y, x = grids

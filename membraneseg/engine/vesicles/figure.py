@@ -5,6 +5,7 @@ slice, in one colour per vesicle and numbered at its centre slice, and beside th
 import cv2
 import numpy as np
 
+from ..core.tiling import box_around
 from . import fit
 
 COLOURS = [(75, 25, 230), (75, 180, 60), (25, 225, 255), (200, 130, 0), (48, 130, 245), (180, 30, 145),
@@ -44,18 +45,17 @@ def slice_panel(background, z, vesicles):
         r = s.axes[0] + 1
         if abs(z - s.centre[0]) > r:
             continue
-        lo = np.maximum(np.floor(s.centre[1:] - r), 0).astype(int)
-        hi = np.minimum(np.ceil(s.centre[1:] + r) + 1, background.shape).astype(int)
-        if np.any(hi <= lo):
+        box, grids = box_around(background.shape, s.centre[1:], s.centre[1:], r)
+        if box is None:
             continue
-        yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
-        points = np.column_stack([np.full(yy.size, float(z)), yy.ravel(), xx.ravel()])
+        yy, xx = (g.astype(int).ravel() for g in np.broadcast_arrays(*grids))
+        points = np.column_stack([np.full(yy.size, float(z)), yy, xx])
         on = np.abs(fit.distance(s, points)) <= 0.6
-        image[yy.ravel()[on], xx.ravel()[on]] = colour
+        image[yy[on], xx[on]] = colour
     scale = PANEL / max(background.shape)
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     for number, v in enumerate(vesicles, 1):
-        if abs(round(v.centre[0]) - z) <= 0:
+        if round(v.centre[0]) == z:
             at = (int(v.centre[2] * scale) - 6, int(v.centre[1] * scale) + 5)
             cv2.putText(image, str(number), at, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     cv2.rectangle(image, (0, 0), (58, 22), (0, 0, 0), -1)

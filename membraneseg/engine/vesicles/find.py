@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..core.tiling import box_around
 from . import fit, rings
 
 SURFACE_SAMPLES = 600
@@ -82,46 +83,54 @@ def find(mask, voxel_size, search=None):
             continue
         points = chain.points()
         surface, is_ellipsoid = (fit.fit_sphere(points), False) if flat else fit.best_surface(points)
-        candidates.append([surface, is_ellipsoid, chain.rings, points])
+        candidates.append(_Candidate(surface, is_ellipsoid, list(chain.rings), points))
     found = []
-    for surface, is_ellipsoid, chain_rings, points in _merge(candidates, info):
-        width = float(np.median([r.half_width for r in chain_rings]))
+    for c in _merge(candidates, info):
+        width = float(np.median([r.half_width for r in c.rings]))
         # a vesicle's rings span most of its diameter (a split chain counts whole once merged)
-        if not flat and len(chain_rings) < max(3, search.min_extent * 2 * surface.radius):
+        if not flat and len(c.rings) < max(3, search.min_extent * 2 * c.surface.radius):
             info["too_short"] += 1
             continue
-        if not r_min <= surface.radius <= r_max:
+        if not r_min <= c.surface.radius <= r_max:
             info["outside_size_range"] += 1
             continue
-        complete = completeness(mask, surface, width, flat)
+        complete = completeness(mask, c.surface, width, flat)
         if complete < search.min_completeness:
             info["incomplete"] += 1
             continue
-        confidence = complete * float(np.exp(-surface.rms / (width + 1)))
-        found.append(Vesicle(surface, round(complete, 3), round(confidence, 3), len(chain_rings), is_ellipsoid,
+        confidence = complete * float(np.exp(-c.surface.rms / (width + 1)))
+        found.append(Vesicle(c.surface, round(complete, 3), round(confidence, 3), len(c.rings), c.ellipsoid,
                              round(width, 2)))
     found.sort(key=lambda v: tuple(np.round(v.centre, 1)))
     info["vesicles"] = len(found)
     return found, info
 
 
+@dataclass
+class _Candidate:
+    """A chain of rings (or several, once merged) and the surface fitted to their points."""
+    surface: fit.Surface
+    ellipsoid: bool
+    rings: list
+    points: np.ndarray
+
+
 def _merge(candidates, info):
     """Join candidates that are one vesicle (centres within 30 % of the radius, radii within 25 %), refitting
-    their points together; returns [[surface, is ellipsoid, rings, points]]."""
-    candidates.sort(key=lambda c: -len(c[3]))
+    their points together, largest first."""
     kept = []
-    for surface, is_ellipsoid, chain_rings, points in candidates:
+    for c in sorted(candidates, key=lambda c: -len(c.points)):
         for other in kept:
-            r = max(surface.radius, other[0].radius)
-            if np.linalg.norm(surface.centre - other[0].centre) <= 0.3 * r \
-                    and 0.8 <= surface.radius / other[0].radius <= 1.25:
-                other[3] = np.concatenate([other[3], points])
-                other[0], other[1] = fit.best_surface(other[3])
-                other[2] = other[2] + chain_rings
+            r = max(c.surface.radius, other.surface.radius)
+            if np.linalg.norm(c.surface.centre - other.surface.centre) <= 0.3 * r \
+                    and 0.8 <= c.surface.radius / other.surface.radius <= 1.25:
+                other.points = np.concatenate([other.points, c.points])
+                other.surface, other.ellipsoid = fit.best_surface(other.points)
+                other.rings += c.rings
                 info["merged"] += 1
                 break
         else:
-            kept.append([surface, is_ellipsoid, list(chain_rings), points])
+            kept.append(c)
     return kept
 
 
@@ -138,13 +147,12 @@ def completeness(mask, surface, width, flat=False):
     if not len(points):
         return 0.0
     reach = width + 1.0
-    lo = np.maximum(np.floor(points.min(axis=0) - reach - 1), 0).astype(int)
-    hi = np.minimum(np.ceil(points.max(axis=0) + reach + 2), mask.shape).astype(int)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box, _ = box_around(mask.shape, points.min(axis=0), points.max(axis=0), reach + 1)
     crop = np.asarray(mask[box], bool)
     if not crop.any():
         return 0.0
     to_membrane = ndimage.distance_transform_edt(~crop)
+    lo = np.array([b.start for b in box])
     idx = np.clip(np.rint(points - lo).astype(int), 0, np.array(crop.shape) - 1)
     return float(np.mean(to_membrane[tuple(idx.T)] <= reach))
 
@@ -157,12 +165,10 @@ def label_map(mask, vesicles):
     nearest = np.full(mask.shape, np.inf, np.float32)
     for number, v in enumerate(vesicles, 1):
         s, reach = v.surface, v.half_width + 1.0
-        lo = np.maximum(np.floor(s.centre - s.axes[0] - reach), 0).astype(int)
-        hi = np.minimum(np.ceil(s.centre + s.axes[0] + reach) + 1, mask.shape).astype(int)
-        if np.any(hi <= lo):
+        box, grids = box_around(mask.shape, s.centre - s.axes[0], s.centre + s.axes[0], reach)
+        if box is None:
             continue
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1)
+        grid = np.stack(np.broadcast_arrays(*grids), -1)
         d = np.abs(fit.distance(s, grid.reshape(-1, 3))).reshape(grid.shape[:3]).astype(np.float32)
         take = np.asarray(mask[box], bool) & (d <= reach) & (d < nearest[box])
         labels[box][take] = number
