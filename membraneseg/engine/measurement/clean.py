@@ -46,12 +46,15 @@ def min_voxels(size, unit, voxel_size, path="input"):
     return size * 1000.0 / voxel_size ** 3
 
 
-def binarize(data, kind, threshold, out):
-    """Fill the boolean array ``out`` from ``data`` slab by slab: probability >= threshold, or non-zero for
-    masks and label maps."""
+def binarize(data, kind, threshold, out, values=None):
+    """Fill the boolean array ``out`` from ``data`` slab by slab: probability >= threshold, or for masks and label
+    maps the voxels holding one of ``values`` (default: any non-zero value)."""
     for z0 in range(0, data.shape[0], SLAB):
         block = np.asarray(data[z0:z0 + SLAB])
-        out[z0:z0 + SLAB] = block >= threshold if kind == "probability" else block != 0
+        if kind == "probability":
+            out[z0:z0 + SLAB] = block >= threshold
+        else:
+            out[z0:z0 + SLAB] = block != 0 if values is None else np.isin(block, values)
     return out
 
 
@@ -79,11 +82,15 @@ def components(mask, smallest):
     return labels, lut, kept, n - kept
 
 
-def read_mask(input_path, threshold=None, kind="auto", pixel_size=None):
-    """Read a probability map, mask or label map as a boolean membrane mask. Returns (volume, kind, threshold
-    used or None, voxel size in Å or 0.0 when unknown, mask)."""
+def read_mask(input_path, threshold=None, kind="auto", pixel_size=None, values=None):
+    """Read a probability map, mask or label map as a boolean membrane mask (``values``: the label values that are
+    membrane, default any non-zero). Returns (volume, kind, threshold used or None, voxel size in Å or 0.0 when
+    unknown, mask)."""
     vol = io.read(input_path)
     kind = detect_kind(vol) if kind == "auto" else kind
+    if values and kind == "probability":
+        raise io.InputError(input_path, "is a probability map, not a label map: membrane label values do not "
+                                        "apply to it")
     if kind == "probability":
         threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     elif threshold is not None:
@@ -91,7 +98,7 @@ def read_mask(input_path, threshold=None, kind="auto", pixel_size=None):
                     threshold)
         threshold = None
     voxel_size = io.resolve_pixel_size(vol.voxel_size, pixel_size, input_path)
-    mask = binarize(vol.data, kind, threshold, np.zeros(vol.data.shape, bool))
+    mask = binarize(vol.data, kind, threshold, np.zeros(vol.data.shape, bool), values)
     return vol, kind, threshold, voxel_size, mask
 
 

@@ -88,12 +88,8 @@ def find_file(input_path, out_dir, search=None, threshold=None, kind="auto", pix
     (a path, optional) is the background of the picture; without it the mask is. ``membrane_labels`` (values)
     picks the membrane out of a label map; by default every non-zero voxel of a mask or label map is membrane."""
     search = (search or find.Search()).check()
-    vol, kind, threshold, voxel_size, mask = clean.read_mask(input_path, threshold, kind, pixel_size)
-    if membrane_labels:
-        if kind == "probability":
-            raise io.InputError(input_path, "is a probability map, not a label map: membrane label values do not "
-                                            "apply to it")
-        mask = np.isin(vol.data, list(membrane_labels))
+    vol, kind, threshold, voxel_size, mask = clean.read_mask(input_path, threshold, kind, pixel_size,
+                                                             list(membrane_labels or []) or None)
     if not voxel_size:
         raise io.InputError(input_path, "the voxel size is unknown (the header says %g Å), so vesicle sizes in nm "
                                         "cannot be measured; give it with --pixel-size" % vol.voxel_size)
