@@ -129,8 +129,9 @@ class ProtMembraneSegTrain(EMProtocol):
 
         form.addSection(label="Training")
         form.addParam("quick", params.BooleanParam, default=False, label="Quick fine-tuning on a few slices?",
-                      help="Yes: fine-tune the starting model (the shipped tomogram model if none is given) with settings "
-                           "sized for a few annotated slices: %d epochs of %d batches at learning rate %g, the %s "
+                      help="Yes: fine-tune the starting model (if none is given, a shipped one: the tomogram model "
+                           "for tomograms, the slice model for 2D images) with settings sized for a few annotated "
+                           "slices: %d epochs of %d batches at learning rate %g, the %s "
                            "loss, turns by 90° and intensity and style augmentation; about 6-8 minutes on 2 CPU "
                            "cores. The job's log says what was chosen. No: set the training below yourself."
                            % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))

@@ -82,9 +82,14 @@ class ProtMembraneSegVesicles(ProtMembraneSegPerTomo):
             return itemThreshold(item)
         return self.threshold.get()
 
+    def _initialize(self):
+        """The masks by tsId (tomoDict), and the tomograms they belong to, cloned once per run."""
+        super()._initialize()
+        self.tomograms = {t.getTsId(): t.clone() for t in self.inputTomograms.get()}
+
     def processTomogram(self, tsId):
         item = self.tomoDict[tsId]
-        tomo = self._tomograms().get(tsId)
+        tomo = self.tomograms.get(tsId)
         if tomo is None:
             raise Exception("no tomogram with the id %s among the input tomograms" % tsId)
         args = [item.getFileName(), "-o", self.tomoExtra(tsId), "--kind", itemKind(item),
@@ -97,7 +102,7 @@ class ProtMembraneSegVesicles(ProtMembraneSegPerTomo):
         self.runEngine(tsId, "vesicles", args)
 
     def registerTomogram(self, tsId):
-        item, tomo = self.tomoDict[tsId], self._tomograms()[tsId]
+        item, tomo = self.tomoDict[tsId], self.tomograms[tsId]
         paths = files.output_paths(item.getFileName(), self.tomoExtra(tsId))
         labels = self.getOrCreateSet(OUT_VESICLE_LABELS, SetOfTomoMasks, "Vesicles", template="tomomasks%s.sqlite")
         mask = TomoMask()
@@ -123,9 +128,6 @@ class ProtMembraneSegVesicles(ProtMembraneSegPerTomo):
         self._store(coords)
 
     # ------------------------------------------------------------------ helpers
-    def _tomograms(self):
-        return {t.getTsId(): t.clone() for t in self.inputTomograms.get()}
-
     def _coordinates(self):
         coords = getattr(self, OUT_VESICLE_COORDS, None)
         if coords is not None:

@@ -57,10 +57,13 @@ def documented_hosts_conf():
     return textwrap.dedent(block.group(1)).strip() + "\n" if block else None
 
 
-def use_hosts_conf(path, **variables):
-    """Make Scipion submit through the hosts.conf at ``path`` (pw.Config for the project, the environment for the
-    protocol's own process) and set ``variables`` in the environment; returns the function that undoes it."""
+def use_hosts_conf(path, text, **variables):
+    """Write ``text`` as the hosts.conf at ``path`` and make Scipion submit through it (pw.Config for the project,
+    the environment for the protocol's own process); set ``variables`` in the environment too. Returns the
+    function that undoes it."""
     import pyworkflow as pw
+    with open(path, "w") as f:
+        f.write(text)
     saved = pw.Config.SCIPION_HOSTS, {k: os.environ.get(k) for k in ["SCIPION_HOSTS"] + list(variables)}
     pw.Config.SCIPION_HOSTS = os.environ["SCIPION_HOSTS"] = path
     os.environ.update(variables)

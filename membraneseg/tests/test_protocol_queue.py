@@ -1,7 +1,7 @@
 """Segmenting through a cluster queue: the engine command reaches the job script that Scipion submits.
 
-The hosts.conf is the SLURM section of docs/cluster-and-gpu.rst whose submit command is a fake ``sbatch``: it records the
-job script it receives, runs it as a node would, and answers with a job id. The protocol is launched with
+The hosts.conf is the SLURM section of docs/cluster-and-gpu.rst whose submit command is a fake ``sbatch``: it
+records the job script it receives, runs it as a node would, and answers with a job id. The protocol is launched with
 useQueue and QUEUE_FOR_JOBS, so every runJob (one engine command per tomogram) becomes a job.
 """
 import glob
@@ -47,10 +47,7 @@ class TestSegmentOnQueue(BaseTest):
         sbatch = os.path.join(cls.tmp, "fake_sbatch.sh")
         with open(sbatch, "w") as f:
             f.write(FAKE_SBATCH % dict(record=cls.record))
-        hosts = os.path.join(cls.tmp, "hosts.conf")
-        with open(hosts, "w") as f:
-            f.write(hosts_conf(sbatch))
-        cls.restore = slurm.use_hosts_conf(hosts)
+        cls.restore = slurm.use_hosts_conf(os.path.join(cls.tmp, "hosts.conf"), hosts_conf(sbatch))
         setupTestProject(cls)
         folder = cls.getOutputPath("tomos")
         make_phantoms(folder, seeds=(5,), shape=(12, 96, 96))

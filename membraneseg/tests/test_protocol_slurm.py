@@ -1,6 +1,7 @@
 """Segmenting through a real SLURM queue: a one-node cluster started here (``slurm.LocalSlurm``), the SLURM section
 of docs/cluster-and-gpu.rst as Scipion's hosts.conf, word for word, and "segment membranes" with *Use queue* (its
-``cpu`` queue: the node has no GPU) and one job per tomogram. The job must pass through sbatch, run on the node, and its outputs be registered.
+``cpu`` queue: the node has no GPU) and one job per tomogram. The job must pass through sbatch, run on the node,
+and its outputs be registered.
 
 Skips, saying why, where the SLURM programs are missing or this is not root; the cluster is stopped afterwards.
 """
@@ -32,11 +33,9 @@ class TestSegmentOnSlurm(BaseTest):
 
     @classmethod
     def _setUpProject(cls):
-        hosts = os.path.join(cls.tmp, "hosts.conf")
-        with open(hosts, "w") as f:
-            f.write(slurm.documented_hosts_conf())
         # sbatch and squeue find the cluster through SLURM_CONF; the protocol's process inherits the environment
-        cls.restore = slurm.use_hosts_conf(hosts, SLURM_CONF=cls.cluster.conf)
+        cls.restore = slurm.use_hosts_conf(os.path.join(cls.tmp, "hosts.conf"), slurm.documented_hosts_conf(),
+                                           SLURM_CONF=cls.cluster.conf)
         setupTestProject(cls)
         folder = cls.getOutputPath("tomos")
         make_phantoms(folder, seeds=(6,), shape=(12, 96, 96))

@@ -154,12 +154,12 @@ def napari_viewer(items, show=True):
             kind = render.slice_kind(mask[mask.shape[0] // 2])
         viewer.add_image(tomo, name=item["tsId"], colormap="gray", contrast_limits=render.display_range(tomo),
                          visible=i == 0)
-        probs = [mask] if kind == "probability" else []
-        if kind != "probability":
+        if kind == "probability":
+            probs = [mask]
+        else:
             viewer.add_labels(np.asarray(mask, np.int32), name=item["tsId"] + " mask",
                               opacity=render.DEFAULT_ALPHA, visible=i == 0)
-            if item.get("prob"):
-                probs.append(io.read(item["prob"]).data)
+            probs = [io.read(item["prob"]).data] if item.get("prob") else []
         for prob in probs:
             viewer.add_image(prob, name=item["tsId"] + " probability", colormap="magenta", blending="additive",
                              contrast_limits=(0.0, 1.0), opacity=render.DEFAULT_ALPHA, visible=i == 0)

@@ -10,7 +10,7 @@ import tempfile
 import pyworkflow.viewer as pwviewer
 from tomo.objects import SetOfTomoMasks, TomoMask
 
-from ..constants import MASK_SUFFIX, PROB_SUFFIX
+from ..engine.segmentation.predict import output_paths
 from ..protocols.protocol_clean import itemKind
 from . import render
 from .launch import launch
@@ -52,11 +52,10 @@ class MembraneSegOverlayViewer(pwviewer.Viewer):
                 continue
             item = dict(tsId=m.getTsId() or m.getObjId(), tomo=projectFile(project, m.getVolName()),
                         mask=projectFile(project, m.getFileName()), kind=itemKind(m))
-            stem, ext = os.path.splitext(item["mask"])
-            if item["kind"] == "binary" and stem.endswith(MASK_SUFFIX):
-                prob = stem[:-len(MASK_SUFFIX)] + PROB_SUFFIX + ext
-                if os.path.exists(prob):
-                    item["prob"] = prob
+            # where "segment membranes" wrote this mask, it wrote the probability map beside it
+            mask, prob = output_paths(item["tomo"], os.path.dirname(item["mask"]))
+            if item["kind"] == "binary" and mask == item["mask"] and os.path.exists(prob):
+                item["prob"] = prob
             out.append(item)
         return out
 

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+from ... import __version__
 from . import clean, evaluate, gan, inspect_model, phantoms, preprocess, segment, train, vesicles
 
 log = logging.getLogger("membraneseg")
@@ -54,7 +55,6 @@ def setup_runtime(args):
 
 
 def build_parser():
-    from ... import __version__
     parser = argparse.ArgumentParser(prog="membraneseg", description="Membrane and vesicle segmentation of "
                                      "cryo-electron tomograms with the hybrid network of Morales-Martinez et al.")
     parser.add_argument("--version", action="version", version="membraneseg %s" % __version__)
@@ -71,7 +71,7 @@ def main(argv=None):
     try:
         setup_runtime(args)   # may import TensorFlow
         # which environment runs the engine: in Scipion, the model environment, not Scipion's own Python
-        log.info("membraneseg %s: %s, Python %s", _version(), args.command, sys.executable)
+        log.info("membraneseg %s: %s, Python %s", __version__, args.command, sys.executable)
         args.func(args)
     except (InputError, ModelError) as exc:
         return _refuse(args, str(exc))
@@ -84,11 +84,6 @@ def main(argv=None):
                              "there (pip install 'scipion-em-membraneseg[engine]'), or in Scipion: scipion3 "
                              "installb %s" % (args.command, sys.executable, exc, ENV_NAME))
     return 0
-
-
-def _version():
-    from ... import __version__
-    return __version__
 
 
 def _refuse(args, reason):
