@@ -54,7 +54,8 @@ def content_of(i, v):
 
 def make_volumes(cfg, split):
     """Simulate (or find) the ``split`` volumes; returns [(tomogram, labels)] paths."""
-    v, spec = cfg["volumes"], cfg["volumes"][split]
+    spec = cfg["volumes"][split]
+    v = dict(cfg["volumes"], **spec)    # a split may set its own share of negatives and empty volumes
     folder = os.path.join(RUNS, "volumes", split)
     os.makedirs(folder, exist_ok=True)
     out = []
@@ -73,17 +74,58 @@ def make_volumes(cfg, split):
     return out
 
 
+def transferred_start(arm):
+    """For the z-context comparison: a start model with the network of ``arm["context"]`` z-slices that holds the
+    weights of ``arm["transfer_from"]`` wherever a layer has the same name and shape (encoder, ASPP, decoder,
+    output). The LSTM is fresh in every arm, because a single-slice model's LSTM (over the positions of a slice)
+    does not fit a 2.5D one's (across z); the 2.5D skip fusion starts as the central slice's. Written once to
+    runs/raw/<arm>-start."""
+    from membraneseg.engine.network import model as net
+    from membraneseg.engine.network import modelfile
+    folder = os.path.join(RUNS, arm["name"] + "-start")
+    if os.path.isfile(os.path.join(folder, modelfile.MODEL_JSON)):
+        return folder
+    source, card = modelfile.load(os.path.join(ROOT, arm["transfer_from"]))
+    spec = net.NetworkSpec.from_preset(card.network["preset"], arm["context"], card.network["classes"])
+    target = net.build(spec, patch=card.patch)
+    copied, fresh = [], []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        try:
+            twin = source.get_layer(layer.name)
+        except ValueError:
+            twin = None
+        if layer.name != "lstm" and twin is not None and \
+                [w.shape for w in twin.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(twin.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    log.info("%s: %d layers from %s, fresh: %s", folder, len(copied), arm["transfer_from"], ", ".join(fresh))
+    card = modelfile.ModelCard(**dict(card.to_dict(), network=spec.to_dict(), weights_sha256="",
+                                      name="transfer start (context %d)" % arm["context"],
+                                      provenance=dict(transfer_from=arm["transfer_from"], fresh_layers=fresh)))
+    return modelfile.save(target, card, folder)
+
+
 def train(cfg, arm_name):
     arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
+    if "transfer_from" in arm:
+        arm = dict(arm, start_model=os.path.relpath(transferred_start(arm), ROOT))
     config = TrainConfig(epochs=arm["epochs"], steps_per_epoch=arm["steps"], batch_size=arm["batch_size"],
                          learning_rate=arm["learning_rate"], loss=arm["loss"], patience=arm["patience"],
                          rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
                          invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
-                         start_model=os.path.join(ROOT, cfg["start_model"]),
+                         start_model=os.path.join(ROOT, arm.get("start_model", cfg["start_model"])),
                          synthetic_fraction=arm.get("real_fraction", 0.0))
     config = data.resolve_start_model(config)
-    train_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "train")]
+    # "more_volumes": further training splits of the config's volumes (such as one richer in negatives)
+    train_items = [data.load_volume_pair(t, lab, config) for split in ["train"] + arm.get("more_volumes", [])
+                   for t, lab in make_volumes(cfg, split)]
     val_items = [data.load_volume_pair(t, lab, config) for t, lab in make_volumes(cfg, "val")]
+    if arm.get("val_volumes"):     # fewer validation volumes for short runs (the first n of the split)
+        val_items = val_items[:arm["val_volumes"]]
     real = []
     if arm.get("real_slices") and default_model.shared_data(cfg):
         # by default all of them train and validation (early stopping, the threshold) is on raw volumes only, as
@@ -116,7 +158,7 @@ def main():
         default_model.limit_threads(args.threads)
     cfg = load_config()
     if args.stage in ("volumes", "all"):
-        for split in ("train", "val"):
+        for split in [k for k, spec in cfg["volumes"].items() if isinstance(spec, dict)]:
             make_volumes(cfg, split)
     if args.stage in ("train", "all"):
         if not args.arm:

@@ -57,3 +57,17 @@ def test_weight_soup_is_the_mean_of_the_fold_models(tmp_path, monkeypatch):
     assert any(not np.array_equal(x, y) for x, y in zip(weights[0], weights[1]))
     for x, y, mean in zip(*weights):
         assert np.allclose(mean, (x + y) / 2, atol=1e-6)
+
+
+def test_cleaning_variants_drop_small_or_faint_pieces():
+    import probe_cleaning
+    prob = np.zeros((4, 32, 32), np.float32)
+    prob[:, 4:6, 2:30] = 0.95          # a sheet of 4 x 2 x 28 = 224 voxels, sure
+    prob[1, 20, 20] = 0.4              # a speck of one voxel, faint
+    out = probe_cleaning.variants(prob, 0.35, 10.0)       # 10 Å: 1 nm³ per voxel
+    assert out["none"].sum() == 225
+    assert out["min 500"].sum() == 0 and out["min 2000"].sum() == 0      # both under 500 nm³
+    out = probe_cleaning.variants(prob, 0.35, 20.0)       # 20 Å: 8 nm³ per voxel, the sheet is 1792 nm³
+    assert out["min 500"].sum() == 224 and out["min 2000"].sum() == 0
+    assert out["hyst 0.60"].sum() == 224 and not out["hyst 0.60"][1, 20, 20]
+    assert out["thr 0.50"].sum() == 224 and out["thr 0.25"].sum() == 225

@@ -49,3 +49,33 @@ def test_volumes_are_simulated_once_with_their_settings(small_cfg):
     stamps = [os.path.getmtime(t) for t, _ in made]
     assert recipe.make_volumes(small_cfg, "train") == made
     assert [os.path.getmtime(t) for t, _ in made] == stamps
+
+
+def test_a_split_may_set_its_own_share_of_negatives(small_cfg):
+    small_cfg["volumes"]["negatives"] = {"count": 2, "seed": 30000, "negatives_every": 1, "empty_every": 100}
+    made = recipe.make_volumes(small_cfg, "negatives")
+    assert [json.load(open(t[:-4] + ".json"))["content"] for t, _ in made] == ["negatives", "negatives"]
+    assert os.path.dirname(made[0][0]).endswith(os.path.join("volumes", "negatives"))
+
+
+def test_transferred_start_keeps_every_layer_that_fits_and_a_fresh_lstm(tmp_path, monkeypatch):
+    """The z-context arms start from one single-slice model: a 2.5D network gets its encoder, ASPP and decoder
+    weights, and both arms get a fresh LSTM (the two LSTMs' shapes differ)."""
+    import numpy as np
+    from membraneseg.engine.network import model as net
+    from membraneseg.engine.network import modelfile
+    monkeypatch.setattr(recipe, "RUNS", str(tmp_path / "runs"))
+    spec = net.NetworkSpec.from_preset("tiny")
+    source = net.build(spec, patch=96)
+    modelfile.save(source, modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=96, threshold=0.4),
+                   str(tmp_path / "source"))
+    source, _ = modelfile.load(str(tmp_path / "source"))
+    for k in (1, 3):
+        folder = recipe.transferred_start(dict(name="arm-k%d" % k, context=k, transfer_from=str(tmp_path / "source")))
+        start, card = modelfile.load(folder)
+        assert card.network["context"] == k and card.threshold == 0.4 and card.provenance["fresh_layers"][0] == "lstm"
+        for name in ("enc1_conv1", "aspp_fuse", "dec6_conv2", "output"):
+            for a, b in zip(start.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+        assert not all(np.array_equal(a, b) for a, b in zip(start.get_layer("lstm").get_weights(),
+                                                           source.get_layer("lstm").get_weights()))
