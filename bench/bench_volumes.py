@@ -98,7 +98,8 @@ def overlay(path, tomo, mask, truth, title):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["membraneseg/weights/default"],
-                        help="model folders to compare, in one run")
+                        help="model folders to compare, in one run; PATH@F,F,... runs a model at those test-time "
+                             "scales instead of its card's (PATH@1: the volume as given only)")
     parser.add_argument("--seeds", type=int, default=2, help="volumes per condition and polarity (default 2)")
     parser.add_argument("--quick", action="store_true", help="one volume per condition and polarity")
     parser.add_argument("--conditions", nargs="+", help="only these conditions (names as printed)")
@@ -110,7 +111,8 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
     args = parser.parse_args()
     from membraneseg.engine.segmentation.predict import Predictor
-    predictors = [Predictor(m) for m in args.model]
+    predictors = [Predictor(m.split("@")[0], test_scales=[float(f) for f in m.split("@")[1].split(",")]
+                            if "@" in m else None) for m in args.model]
     seeds = [SEED + i for i in range(1 if args.quick else args.seeds)]
     conditions = [c for c in CONDITIONS if not args.conditions or c[0] in args.conditions]
     if args.png:
@@ -122,8 +124,9 @@ def main():
             for seed in seeds:
                 tomo, truth, hidden, px = volume(name, changes, polarity, seed)
                 for k, predictor in enumerate(predictors):
+                    t0 = time.time()
                     _, mask = predictor.predict_array(tomo, pixel_size=px, polarity=args.polarity)
-                    per_model[k].append(score(mask.astype(bool), truth, hidden))
+                    per_model[k].append(dict(score(mask.astype(bool), truth, hidden), seconds=time.time() - t0))
                     if args.png:
                         overlay(os.path.join(args.png, "%s-%s-%d-model%d.png" % (name.replace(" ", "_"), polarity,
                                                                                seed, k)),
@@ -136,9 +139,10 @@ def main():
             cells = []
             for m in args.model:
                 f = row["models"][m]
-                cells.append("marked %6.3f%%" % (100 * f["marked"]) if name in ("negatives", "empty")
-                             else "Dice %.3f  tol %.3f  marked %5.2f%%" % (f["dice"], f["tolerant_dice"],
-                                                                          100 * f["marked"]))
+                cells.append(("marked %6.3f%%" % (100 * f["marked"]) if name in ("negatives", "empty")
+                              else "Dice %.3f  tol %.3f  marked %5.2f%%" % (f["dice"], f["tolerant_dice"],
+                                                                           100 * f["marked"]))
+                             + "  %4.1f s" % f["seconds"])
             print("%-14s %-6s | %s" % (name, polarity, " | ".join(cells)), flush=True)
     print("models: %s; %d volume(s) per condition and polarity; polarity %s; %.0f s" % (
         ", ".join(args.model), len(seeds), args.polarity, time.time() - start))

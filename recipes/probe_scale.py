@@ -5,7 +5,8 @@ as its better figures on 20-40 Å volumes suggest? No training here.
 Each volume of bench/bench_volumes.py's conditions (dark polarity, seeds 900 on) is segmented as given (factor 1)
 and after reduction by each factor: integer factors bin as IMOD does (preprocessing.binning), others smooth
 (Gaussian, sigma 0.4 x factor) and resample linearly. The probability map comes back to the volume's grid and is
-thresholded at the model's threshold.
+thresholded at the model's threshold. ``--means`` also scores the mean probability of the factors given (all
+factors' maps averaged: a test-time ensemble across scales).
 
     .venv/bin/python recipes/probe_scale.py --model membraneseg/weights/tomograms --factors 1 1.5 2 3
 """
@@ -39,6 +40,7 @@ def main():
     parser.add_argument("--factors", type=float, nargs="+", default=[1, 1.5, 2, 3])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--conditions", nargs="+", default=CONDITIONS)
+    parser.add_argument("--means", action="store_true", help="also the mean of every factor's probability map")
     args = parser.parse_args()
     from membraneseg.engine.segmentation.predict import Predictor
     predictor = Predictor(args.model)
@@ -47,16 +49,21 @@ def main():
         figures = {}
         for seed in range(bench.SEED, bench.SEED + args.seeds):
             tomo, truth, hidden, px = bench.volume(name, changes[name], "dark", seed)
+            probs = []
             for f in args.factors:
                 small = tomo if f == 1 else reduced(tomo, f)
                 prob, _ = predictor.predict_array(small, pixel_size=px * f, polarity="auto")
                 if f != 1:
                     prob = ndimage.zoom(prob, np.array(tomo.shape) / np.array(prob.shape), order=1)
+                probs.append(prob)
                 figures.setdefault(f, []).append(bench.score(prob >= predictor.card.threshold, truth, hidden))
+            if args.means:
+                figures.setdefault("mean", []).append(bench.score(np.mean(probs, 0) >= predictor.card.threshold,
+                                                                  truth, hidden))
         for f, scores in figures.items():
             mean = {k: np.mean([s[k] for s in scores]) for k in scores[0]}
-            print("%-14s factor %.1f  Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
-                name, f, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
+            print("%-14s factor %-4s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
+                name, f if f == "mean" else "%.1f" % f, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
                 flush=True)
 
 

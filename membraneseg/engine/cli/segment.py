@@ -6,6 +6,7 @@ from .options import check_inputs, compute_options, raise_refused
 
 def add(sub):
     from ..segmentation.predict import MAX_UPSAMPLING, MODES, SINGLE_WINDOW_MAX
+    from ..segmentation.scales import COARSEST
     p = sub.add_parser("segment", help="segment membranes in MRC volumes or 2D images",
                        description="Writes <stem>_mask (8-bit, 0/1 or class labels) and <stem>_prob (membrane "
                                    "probability in [0,1]) per input: .mrc for volumes, with the input's voxel "
@@ -29,6 +30,12 @@ def add(sub):
                         "are segmented at their own pixel size, which found membranes better in simulated 20-40 Å "
                         "tomograms with models trained at 10 Å only); finer inputs are always brought down to the "
                         "model's" % MAX_UPSAMPLING)
+    p.add_argument("--scales", type=float, nargs="+", metavar="F",
+                   help="test-time scales for volumes: factors (1 or more) by which a volume is also smoothed and "
+                        "made coarser before segmenting it again; the probability maps are averaged. Each factor "
+                        "f costs about 1/f of the time of one pass, and copies coarser than %g Å/voxel are "
+                        "skipped. 1 turns it off (default: what the model's card says; the shipped tomogram "
+                        "model: 1 2 4). 2D images are segmented at their own scale" % COARSEST)
     p.add_argument("--volumes-only", action="store_true",
                    help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
     p.add_argument("--mode", choices=tuple(MODES), default="default",
@@ -60,6 +67,8 @@ def run(args):
         raise SystemExit("--overlap must be in [0, 0.95)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise SystemExit("--threshold must be a probability in [0, 1]")
+    if args.scales is not None and not all(f >= 1 for f in args.scales):
+        raise SystemExit("--scales: every factor must be 1 or more")
     inputs = expand_inputs(args.inputs)
     total = len(inputs)
     inputs, refused = check_inputs(inputs, args.volumes_only)
@@ -78,7 +87,8 @@ def run(args):
         if volumes not in predictors:
             model = args.model or modelfile.default_model_path(volumes=volumes)
             predictors[volumes] = predict.Predictor(model, batch_size=args.batch_size, tta=args.tta or tta,
-                                                    precision=args.precision, max_upsampling=args.max_upsampling)
+                                                    precision=args.precision, max_upsampling=args.max_upsampling,
+                                                    test_scales=args.scales)
         return predictors[volumes]
 
     for path in inputs:

@@ -41,6 +41,9 @@ class ModelCard:
     # the largest factor by which training upsampled coarse tomograms to pixel_size; prediction upsampling no more
     # than that (None: never; the models trained before this field were trained without upsampled tomograms)
     max_upsampling: Optional[float] = None
+    # the factors by which prediction also makes a volume coarser before averaging the probability maps
+    # (segmentation/scales.py); None: the volume as given only
+    test_scales: Optional[list] = None
 
     def to_dict(self):
         return dict(self.__dict__)

@@ -21,6 +21,7 @@ from ..network.device import describe_device
 from ..preprocessing import preprocess, recipes
 from ..preprocessing.polarity import POLARITIES
 from ..preprocessing.polarity import detect as detect_polarity
+from . import scales
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Predictor:
     """
 
     def __init__(self, model_path=None, batch_size=SEGMENT_BATCH, tta=False, precision="fp32", single_window_max=None,
-                 max_upsampling=None):
+                 max_upsampling=None, test_scales=None):
         if precision not in PRECISIONS:
             raise ValueError("precision must be one of %s, not %r" % (", ".join(PRECISIONS), precision))
         self.model_path = modelfile.model_folder(model_path or modelfile.default_model_path())
@@ -85,9 +86,13 @@ class Predictor:
         self.max_upsampling = largest_upsampling(self.card, max_upsampling)
         if not self.max_upsampling >= 1:
             raise ValueError("the largest upsampling must be 1 (never) or more, not %r" % max_upsampling)
+        self.scales = scales.check_factors(test_scales or self.card.test_scales or [1])
+        if self.card.network["classes"] > 1 and len(self.scales) > 1:
+            log.warning("test-time scales apply to membrane models only, not to multi-class ones: not used")
+            self.scales = [1.0]
         self._forwards = {}
-        log.info("device: %s; batch %d; precision %s; test-time flips %s", describe_device(), self.batch_size,
-                 precision, "on" if tta else "off")
+        log.info("device: %s; batch %d; precision %s; test-time flips %s; test-time scales %s", describe_device(),
+                 self.batch_size, precision, "on" if tta else "off", " ".join("%gx" % f for f in self.scales))
 
     def working_pixel_size(self, px_in):
         return working_pixel_size(self.card, px_in, self.max_upsampling)
@@ -173,7 +178,7 @@ class Predictor:
             if ext == ".mrc":
                 with io.create_mrc(prob_path, vol.data.shape, np.float32, px_in) as prob, \
                         io.create_mrc(mask_path, vol.data.shape, np.int8, px_in) as mask:
-                    self._segment_volume(vol, px_in, threshold, overlap, prob, mask, progress, sign)
+                    self._segment_scaled(vol, px_in, threshold, overlap, prob, mask, progress, sign)
             else:
                 prob, mask = self.predict_array(vol.data, px_in, threshold, overlap, polarity=POLARITY_OF[sign])
                 io.write(prob_path, prob, px_in)
@@ -215,9 +220,16 @@ class Predictor:
         check_volume(vol)
         prob = np.zeros(data.shape, np.float32)
         mask = np.zeros(data.shape, np.uint8)
-        self._segment_volume(vol, pixel_size or self.card.pixel_size,
+        self._segment_scaled(vol, pixel_size or self.card.pixel_size,
                              self.card.threshold if threshold is None else threshold, overlap, prob, mask, False)
         return prob, mask
+
+    def _segment_scaled(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
+        """_segment_volume at each test-time scale (volumes only), the probability maps averaged."""
+        def segment(data, px, prob, mask):
+            self._segment_volume(vol._replace(data=data), px, threshold, overlap, prob, mask, progress, sign)
+        factors = [1.0] if vol.is_2d else self.scales
+        scales.segment_scales(segment, vol.data, px_in, factors, prob_out, mask_out, threshold, vol.path)
 
     def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
         depth, rows, cols = vol.data.shape
