@@ -4,7 +4,7 @@ of voxels called membrane in volumes that hold none.
 Conditions vary one thing at a time around the reference acquisition (10 Å, 100 e/Å², 4 µm underfocus, 300 kV,
 ±60° every 3°, 200 nm of ice, WBP, raw look, dark density): the dose, the defocus, the pixel size, the look, the
 polarity (every condition is also run inverted), and negatives (microtubules, actin, dense particles, gold, a carbon
-edge and ice contamination, no membrane) and empty volumes (ice and noise). Volumes come from fixed seeds (900 on),
+edge and ice contamination, no membrane; and the same without carbon and ice, at 10 and 40 Å) and empty volumes (ice and noise). Volumes come from fixed seeds (900 on),
 disjoint from the training recipe's (recipes/raw_model.json), so every model sees the same volumes.
 
     .venv/bin/python bench/bench_volumes.py --model membraneseg/weights/default recipes/runs/raw/raw-ft-e60
@@ -42,7 +42,10 @@ CONDITIONS = [("reference", {}),
               ("40 Å", dict(pixel_size=40.0)),
               ("lowpass", dict(look="lowpass")), ("eed", dict(look="eed")), ("denoised", dict(look="denoised")),
               ("negatives", dict(content="negatives", carbon=True, contamination=True)),
+              ("no ice, no carbon", dict(content="negatives")),
+              ("negatives 40 Å", dict(content="negatives", pixel_size=40.0)),
               ("empty", dict(content="empty"))]
+MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "empty")
 SEED = 900
 TOLERANCE = 2
 MAX_DEPTH, FIELD, SIDES = 64, 5120.0, (96, 256)
@@ -139,7 +142,7 @@ def main():
             cells = []
             for m in args.model:
                 f = row["models"][m]
-                cells.append(("marked %6.3f%%" % (100 * f["marked"]) if name in ("negatives", "empty")
+                cells.append(("marked %6.3f%%" % (100 * f["marked"]) if name in MEMBRANE_FREE
                               else "Dice %.3f  tol %.3f  marked %5.2f%%" % (f["dice"], f["tolerant_dice"],
                                                                            100 * f["marked"]))
                              + "  %4.1f s" % f["seconds"])

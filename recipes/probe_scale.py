@@ -8,7 +8,11 @@ and after reduction by each factor: integer factors bin as IMOD does (preprocess
 thresholded at the model's threshold. ``--means`` also scores the mean probability of the factors given (all
 factors' maps averaged: a test-time ensemble across scales).
 
+``--sets`` instead runs the engine's test-time scales (segmentation/scales.py: centre-aligned resampling, no copy
+coarser than scales.COARSEST) with each set of factors given.
+
     .venv/bin/python recipes/probe_scale.py --model membraneseg/weights/tomograms --factors 1 1.5 2 3
+    .venv/bin/python recipes/probe_scale.py --sets 1 1,1.5,3 1,2,4 1,2,3,4 --conditions reference "40 Å"
 """
 import argparse
 import os
@@ -41,10 +45,13 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--conditions", nargs="+", default=CONDITIONS)
     parser.add_argument("--means", action="store_true", help="also the mean of every factor's probability map")
+    parser.add_argument("--sets", nargs="+", metavar="F,F,...", help="the engine's test-time scales instead")
     args = parser.parse_args()
     from membraneseg.engine.segmentation.predict import Predictor
-    predictor = Predictor(args.model)
     changes = dict(bench.CONDITIONS)
+    if args.sets:
+        return engine_sets(args, changes, Predictor)
+    predictor = Predictor(args.model)
     for name in args.conditions:
         figures = {}
         for seed in range(bench.SEED, bench.SEED + args.seeds):
@@ -64,6 +71,22 @@ def main():
             mean = {k: np.mean([s[k] for s in scores]) for k in scores[0]}
             print("%-14s factor %-4s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
                 name, f if f == "mean" else "%.1f" % f, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
+                flush=True)
+
+
+def engine_sets(args, changes, Predictor):
+    predictors = {s: Predictor(args.model, test_scales=[float(f) for f in s.split(",")]) for s in args.sets}
+    for name in args.conditions:
+        figures = {s: [] for s in args.sets}
+        for seed in range(bench.SEED, bench.SEED + args.seeds):
+            tomo, truth, hidden, px = bench.volume(name, changes[name], "dark", seed)
+            for s, predictor in predictors.items():
+                _, mask = predictor.predict_array(tomo, pixel_size=px, polarity="auto")
+                figures[s].append(bench.score(mask.astype(bool), truth, hidden))
+        for s, scores in figures.items():
+            mean = {k: np.mean([x[k] for x in scores]) for k in scores[0]}
+            print("%-14s scales %-10s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
+                name, s, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
                 flush=True)
 
 

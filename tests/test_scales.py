@@ -64,9 +64,9 @@ def test_maps_of_every_scale_are_averaged_and_thresholded():
 def test_copies_coarser_than_the_limit_and_2d_images_are_skipped():
     calls = []
     data = np.zeros((8, 32, 32), np.float32)
-    scales.segment_scales(fake_segment(calls), data, 40.0, [1, 2, 4], np.zeros(data.shape, np.float32),
+    scales.segment_scales(fake_segment(calls), data, 30.0, [1, 2, 4], np.zeros(data.shape, np.float32),
                           np.zeros(data.shape, np.uint8), 0.5, "t")
-    assert [px for _, px in calls] == [40.0, 80.0]          # 160 Å would exceed scales.COARSEST
+    assert [px for _, px in calls] == [30.0, 60.0]          # 120 Å would exceed scales.COARSEST
     calls.clear()
     image = np.zeros((1, 32, 32), np.float32)
     scales.segment_scales(fake_segment(calls), image, 10.0, [1, 2, 4], np.zeros(image.shape, np.float32),

@@ -87,7 +87,7 @@ class ProtMembraneSegSegment(ProtMembraneSegPerTomo):
                       label="Test-time scales (factors)",
                       help="Factors (1 or more, separated by spaces) by which each tomogram is also smoothed and "
                            "made coarser before it is segmented again; the probability maps are averaged. Each "
-                           "factor f costs about 1/f of the time of one pass; copies coarser than 80 Å/voxel are "
+                           "factor f costs about 1/f of the time of one pass; copies coarser than 60 Å/voxel are "
                            "skipped. Empty (default): what the model's card says (the shipped tomogram model: "
                            "1 2 4, which found more membrane in simulated raw tomograms). 1: off.")
         form.addParam("precision", params.EnumParam, choices=list(PRECISIONS), default=0,

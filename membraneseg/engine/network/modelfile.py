@@ -42,7 +42,10 @@ class ModelCard:
     # than that (None: never; the models trained before this field were trained without upsampled tomograms)
     max_upsampling: Optional[float] = None
     # the factors by which prediction also makes a volume coarser before averaging the probability maps
-    # (segmentation/scales.py); None: the volume as given only
+    # (segmentation/scales.py); None: the volume as given only. Training never sets it, not even when fine-tuning
+    # a model that has it: the threshold is calibrated on single passes, and models calibrated high (0.75) lost
+    # tolerant Dice with the scales (0.792 -> 0.742) where the tomogram model (0.40) gained; set it by hand after
+    # measuring (bench/bench_volumes.py PATH@1 PATH@1,2,4)
     test_scales: Optional[list] = None
 
     def to_dict(self):

@@ -3,7 +3,7 @@ X, Y and Z), and the probability maps of all scales, brought back to the volume'
 
 Why: on simulated raw tomograms the tomogram model finds more membrane when it also sees the volume at 2x and 4x
 its pixel size (recipes/probe_scale.py, recipes/results/raw-model.md): tolerant Dice at 10 Å 0.749 -> 0.851, at
-60 e/Å² 0.626 -> 0.745, at 40 Å 0.892 -> 0.914, with fewer voxels invented in volumes without membrane. A coarser
+60 e/Å² 0.626 -> 0.745, at 20 Å 0.885 -> 0.898, with fewer voxels invented in volumes without membrane. A coarser
 copy is a denoised one, and the network, applied at its own pixel size, sees membranes as thicker, smoother
 bands. Each extra scale costs about 1/f of the single-scale time (fewer z-slices; each slice still goes to the
 model's pixel size, up to its largest upsampling).
@@ -20,9 +20,10 @@ from scipy import ndimage
 log = logging.getLogger(__name__)
 
 SMOOTHING = 0.4         # Gaussian sigma per unit of reduction, in input voxels
-# No copy coarser than this (Å per voxel): the 4-5 nm bilayer would span less than half a voxel. With factors 2 and
-# 4 on 40 Å volumes, the 160 Å copy cost tolerant Dice (0.897 with it, 0.914 without).
-COARSEST = 80.0
+# No copy coarser than this (Å per voxel). At 80 Å a 25 nm microtubule spans 3 voxels and looks like a band: the
+# tomogram model called a microtubule of a 40 Å volume membrane from its 80 Å copy, and marked 0.35 % of
+# membrane-free 40 Å volumes instead of 0.13 %. At 60 Å it still spans 4 and stays a tube.
+COARSEST = 60.0
 SLAB = 32               # output z-slices resampled at a time
 
 

@@ -41,10 +41,8 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
 
     keras.utils.set_random_seed(config.seed)
     os.makedirs(out_dir, exist_ok=True)
-    test_scales = None      # a fine-tuned model is run at the test-time scales of the model it started from
     if config.start_model:
         keras_model, start_card = modelfile.load(config.start_model, patch=config.patch)
-        test_scales = start_card.test_scales
         spec = net.NetworkSpec.from_dict(start_card.network)
         log.info("fine-tuning from %s", config.start_model)
         config.preset, config.context, config.classes = spec.preset, spec.context, spec.classes
@@ -107,7 +105,7 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
     upsampled = max([1.0] + [1.0 / s.z_spacing for s in train_samples if not s.is_2d and s.z_spacing > 0])
     card = modelfile.ModelCard(
         network=spec.to_dict(), pixel_size=config.pixel_size, patch=config.patch, threshold=threshold,
-        max_upsampling=round(upsampled, 3) if upsampled > 1.01 else None, test_scales=test_scales,
+        max_upsampling=round(upsampled, 3) if upsampled > 1.01 else None,
         class_names=["background", "membrane"] if config.classes == 1 else
         ["background"] + ["class%d" % i for i in range(1, config.classes)],
         preprocessing=preprocessing or {"normalize": "robust"},
