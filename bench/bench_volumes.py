@@ -98,6 +98,13 @@ def overlay(path, tomo, mask, truth, title):
     plt.close(fig)
 
 
+def predictor_for(spec):
+    """A Predictor for ``PATH`` (the card's test-time scales) or ``PATH@F,F,...`` (those scales instead)."""
+    from membraneseg.engine.segmentation.predict import Predictor
+    path, _, factors = spec.partition("@")
+    return Predictor(path, test_scales=[float(f) for f in factors.split(",")] if factors else None)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["membraneseg/weights/default"],
@@ -113,9 +120,7 @@ def main():
     parser.add_argument("--png", metavar="DIR", help="write the middle slice of each volume with its masks")
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
     args = parser.parse_args()
-    from membraneseg.engine.segmentation.predict import Predictor
-    predictors = [Predictor(m.split("@")[0], test_scales=[float(f) for f in m.split("@")[1].split(",")]
-                            if "@" in m else None) for m in args.model]
+    predictors = [predictor_for(m) for m in args.model]
     seeds = [SEED + i for i in range(1 if args.quick else args.seeds)]
     conditions = [c for c in CONDITIONS if not args.conditions or c[0] in args.conditions]
     if args.png:

@@ -47,11 +47,10 @@ def main():
     parser.add_argument("--means", action="store_true", help="also the mean of every factor's probability map")
     parser.add_argument("--sets", nargs="+", metavar="F,F,...", help="the engine's test-time scales instead")
     args = parser.parse_args()
-    from membraneseg.engine.segmentation.predict import Predictor
     changes = dict(bench.CONDITIONS)
     if args.sets:
-        return engine_sets(args, changes, Predictor)
-    predictor = Predictor(args.model)
+        return engine_sets(args, changes)
+    predictor = bench.predictor_for(args.model)
     for name in args.conditions:
         figures = {}
         for seed in range(bench.SEED, bench.SEED + args.seeds):
@@ -68,14 +67,18 @@ def main():
                 figures.setdefault("mean", []).append(bench.score(np.mean(probs, 0) >= predictor.card.threshold,
                                                                   truth, hidden))
         for f, scores in figures.items():
-            mean = {k: np.mean([s[k] for s in scores]) for k in scores[0]}
-            print("%-14s factor %-4s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
-                name, f if f == "mean" else "%.1f" % f, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
-                flush=True)
+            report(name, "factor %-4s" % (f if f == "mean" else "%.1f" % f), scores)
 
 
-def engine_sets(args, changes, Predictor):
-    predictors = {s: Predictor(args.model, test_scales=[float(f) for f in s.split(",")]) for s in args.sets}
+def report(name, label, scores):
+    """One line of mean figures over the volumes of a condition."""
+    mean = {k: np.mean([s[k] for s in scores]) for k in scores[0]}
+    print("%-14s %s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
+        name, label, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]), flush=True)
+
+
+def engine_sets(args, changes):
+    predictors = {s: bench.predictor_for("%s@%s" % (args.model, s)) for s in args.sets}
     for name in args.conditions:
         figures = {s: [] for s in args.sets}
         for seed in range(bench.SEED, bench.SEED + args.seeds):
@@ -84,10 +87,7 @@ def engine_sets(args, changes, Predictor):
                 _, mask = predictor.predict_array(tomo, pixel_size=px, polarity="auto")
                 figures[s].append(bench.score(mask.astype(bool), truth, hidden))
         for s, scores in figures.items():
-            mean = {k: np.mean([x[k] for x in scores]) for k in scores[0]}
-            print("%-14s scales %-10s Dice %.3f  tol %.3f  recall %.3f  marked %6.3f%%" % (
-                name, s, mean["dice"], mean["tolerant_dice"], mean["tolerant_recall"], 100 * mean["marked"]),
-                flush=True)
+            report(name, "scales %-10s" % s, scores)
 
 
 if __name__ == "__main__":

@@ -62,13 +62,16 @@ def run(args):
     from ..core import io
     from ..core.io import InputError
     from ..network import modelfile
-    from ..segmentation import predict
+    from ..segmentation import predict, scales
     if args.overlap is not None and not 0 <= args.overlap < 0.95:
         raise SystemExit("--overlap must be in [0, 0.95)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise SystemExit("--threshold must be a probability in [0, 1]")
-    if args.scales is not None and not all(f >= 1 for f in args.scales):
-        raise SystemExit("--scales: every factor must be 1 or more")
+    if args.scales is not None:
+        try:
+            scales.check_factors(args.scales)
+        except ValueError as exc:
+            raise SystemExit(str(exc))
     inputs = expand_inputs(args.inputs)
     total = len(inputs)
     inputs, refused = check_inputs(inputs, args.volumes_only)

@@ -228,8 +228,7 @@ class Predictor:
         """_segment_volume at each test-time scale (volumes only), the probability maps averaged."""
         def segment(data, px, prob, mask):
             self._segment_volume(vol._replace(data=data), px, threshold, overlap, prob, mask, progress, sign)
-        factors = [1.0] if vol.is_2d else self.scales
-        scales.segment_scales(segment, vol.data, px_in, factors, prob_out, mask_out, threshold, vol.path)
+        scales.segment_scales(segment, vol.data, px_in, self.scales, prob_out, mask_out, threshold, vol.path)
 
     def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
         depth, rows, cols = vol.data.shape

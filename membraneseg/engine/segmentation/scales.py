@@ -47,13 +47,18 @@ def coordinates(n_in, n_out):
     return lo, hi, (x - lo).astype(np.float32)
 
 
-def resample_axis(a, axis, n_out):
-    """``a`` linearly resampled to ``n_out`` voxels along ``axis`` (centre-aligned)."""
-    lo, hi, w = coordinates(a.shape[axis], n_out)
+def blend(a, lo, hi, w, axis=0):
+    """Linear interpolation of ``a`` along ``axis``: for each output position, its ``lo`` and ``hi`` slices
+    weighted by 1 - ``w`` and ``w``."""
     shape = [1] * a.ndim
-    shape[axis] = n_out
+    shape[axis] = len(w)
     w = w.reshape(shape)
     return np.take(a, lo, axis=axis) * (1 - w) + np.take(a, hi, axis=axis) * w
+
+
+def resample_axis(a, axis, n_out):
+    """``a`` linearly resampled to ``n_out`` voxels along ``axis`` (centre-aligned)."""
+    return blend(a, *coordinates(a.shape[axis], n_out), axis=axis)
 
 
 def _z_window(n_in, n_out, z0, z1, margin):
@@ -74,8 +79,7 @@ def reduce(data, factor):
         z1 = min(out_shape[0], z0 + SLAB)
         a, b = _z_window(shape[0], out_shape[0], z0, z1, margin)
         block = ndimage.gaussian_filter(np.asarray(data[a:b], np.float32), sigma, mode="nearest")
-        ww = w[z0:z1, None, None]
-        block = block[lo[z0:z1] - a] * (1 - ww) + block[hi[z0:z1] - a] * ww
+        block = blend(block, lo[z0:z1] - a, hi[z0:z1] - a, w[z0:z1])
         out[z0:z1] = resample_axis(resample_axis(block, 1, out_shape[1]), 2, out_shape[2])
     return out
 
@@ -87,8 +91,7 @@ def add_restored(total, small):
     lo, hi, w = coordinates(small.shape[0], shape[0])
     for z0 in range(0, shape[0], SLAB):
         z1 = min(shape[0], z0 + SLAB)
-        ww = w[z0:z1, None, None]
-        block = small[lo[z0:z1]] * (1 - ww) + small[hi[z0:z1]] * ww
+        block = blend(small, lo[z0:z1], hi[z0:z1], w[z0:z1])
         total[z0:z1] += resample_axis(resample_axis(block, 1, shape[1]), 2, shape[2])
 
 
@@ -98,7 +101,7 @@ def segment_scales(segment, data, px_in, factors, prob_out, mask_out, threshold,
     ``mask_out``. The first factor (1) writes straight into the outputs."""
     segment(data, px_in, prob_out, mask_out)
     extra = [f for f in factors if f > 1 and px_in * f <= COARSEST * 1.001]
-    if len(data) < 2 or not extra:
+    if len(data) < 2 or not extra:      # a 2D image (one slice) is segmented at its own scale
         return
     for f in extra:
         small = reduce(data, f)
