@@ -93,8 +93,12 @@ def shared(args):
     if not recipe.shared_data(cfg, args.data):
         return
     groups = recipe.slices_by_group(cfg)
+    unknown = sorted(set(args.groups or []) - set(groups))
+    if unknown:
+        raise SystemExit("--groups: no group %s in the shared slices (they have %s)" % (
+            ", ".join(unknown), ", ".join(sorted(groups))))
     fold_of = {g: fold for fold, members in cfg["folds"].items() for g in members}
-    for g in sorted(groups):
+    for g in sorted(args.groups or groups):
         names = [args.fold_models.format(fold=f) if "{fold}" in args.fold_models else
                  os.path.join(args.fold_models, f) for f in (g, fold_of.get(g, g))]
         model = next((m for m in names if os.path.isfile(os.path.join(m, MODEL_JSON))), None)
@@ -133,8 +137,15 @@ def main():
                              "saw that group of the shared slices; a path with {fold} in it names each fold's "
                              "model, e.g. recipes/runs/logo/ARM-{fold} as the default recipe leaves them")
     parser.add_argument("--data", help="the shared slices (default: recipes/default_model.json's)")
+    parser.add_argument("--groups", nargs="+", metavar="G", help="shared slices: only these groups (default: all)")
     parser.add_argument("--no-volumes", action="store_true", help="skip the simulated volumes")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (default: all cores); 1 lets two runs share a 2-core machine")
     args = parser.parse_args()
+    if args.threads:
+        sys.path.insert(0, os.path.join(ROOT, "recipes"))
+        import default_model
+        default_model.limit_threads(args.threads)
     if not args.no_volumes:
         simulated(args)
     if args.fold_models:
