@@ -127,8 +127,9 @@ def shared(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=os.path.join(ROOT, "membraneseg", "weights", "default"),
-                        help="model to start from (default: the shipped one)")
+    parser.add_argument("--model", default=os.path.join(ROOT, "membraneseg", "weights", "tomograms"),
+                        help="simulated volumes: the model to start from (default: the shipped tomogram model, "
+                             "where --quick starts for tomograms)")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 3, 10], help="annotated slices per run")
     parser.add_argument("--volumes", type=int, default=2, help="simulated volumes per condition (default 2)")
     parser.add_argument("--epochs", type=int, help="override --quick's epochs (for a shorter run)")
