@@ -44,8 +44,10 @@ CONDITIONS = [("reference", {}),
               ("negatives", dict(content="negatives", carbon=True, contamination=True)),
               ("no ice, no carbon", dict(content="negatives")),
               ("negatives 40 Å", dict(content="negatives", pixel_size=40.0)),
+              ("microtubules", dict(content="microtubules")),
+              ("microtubules 40 Å", dict(content="microtubules", pixel_size=40.0)),
               ("empty", dict(content="empty"))]
-MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "empty")
+MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 40 Å", "empty")
 SEED = 900
 TOLERANCE = 2
 MAX_DEPTH, FIELD, SIDES = 64, 5120.0, (96, 256)

@@ -9,7 +9,7 @@ import pytest
 from membraneseg.engine import cli
 from membraneseg.engine.core import io
 from membraneseg.engine.simulation import negatives, optics, raw
-from membraneseg.engine.simulation.simulate import MEMBRANE_LABELS
+from membraneseg.engine.simulation.simulate import LABELS, MEMBRANE_LABELS
 
 
 def test_wavelength_and_interaction_constant_have_their_textbook_values():
@@ -165,6 +165,14 @@ def test_negatives_hold_no_membrane_and_empty_volumes_hold_nothing():
     assert (p.labels == negatives.LABELS["carbon"]).any()
     empty = raw.generate_raw(SMALL, small_settings(content="empty"), seed=9)
     assert not empty.labels.any()
+
+
+def test_microtubule_crops_hold_microtubules_and_no_membrane():
+    p = raw.generate_raw((32, 128, 128), small_settings(content="microtubules"), seed=9)
+    assert not np.isin(p.labels, MEMBRANE_LABELS).any()
+    cell = raw.generate_raw((32, 128, 128), small_settings(content="cell"), seed=9)
+    filament = LABELS["filament"]
+    assert (p.labels == filament).mean() > 2 * (cell.labels == filament).mean()
 
 
 def test_phantoms_command_writes_raw_tomograms_with_their_settings(tmp_path):

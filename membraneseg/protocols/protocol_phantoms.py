@@ -27,7 +27,7 @@ RAW_CHOICES = {"rawKv": ("--kv", (RANDOM, "300", "200")),
                "rawReconstruction": ("--reconstruction", (RANDOM, "wbp", "sirt")),
                "rawLook": ("--look", (RANDOM, "raw", "lowpass", "eed", "denoised")),
                "rawPolarity": ("--polarity", (RANDOM, "dark", "bright")),
-               "rawContent": ("--content", ("cell", "negatives", "empty"))}
+               "rawContent": ("--content", ("cell", "negatives", "microtubules", "empty"))}
 RAW_VALUES = {"rawDefocus": "--defocus", "rawDose": "--dose", "rawThickness": "--thickness"}
 PREFIX = "phantom"
 LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>_labels.mrc
@@ -123,7 +123,8 @@ class ProtMembraneSegPhantoms(EMProtocol):
         form.addParam("rawContent", params.EnumParam, choices=list(RAW_CHOICES["rawContent"][1]), default=0,
                       condition=raw, label="Content",
                       help="cell: with membranes; negatives: everything but membranes (microtubules, actin, dense "
-                           "particles, gold), to test what a model calls membrane where there is none; empty: "
+                           "particles, gold), to test what a model calls membrane where there is none; "
+                           "microtubules: a membrane-free crop of several microtubules among particles; empty: "
                            "ice and noise alone.")
 
     # ------------------------------------------------------------------ steps

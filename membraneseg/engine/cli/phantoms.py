@@ -75,7 +75,8 @@ def add(sub):
     g.add_argument("--polarity", choices=POLARITIES, help="dark: matter dark, as IMOD writes; bright: inverted")
     g.add_argument("--content", choices=CONTENTS, default="cell",
                    help="cell: with membranes; negatives: everything but membranes (microtubules, actin, dense "
-                        "crowding, gold); empty: ice and noise alone (default cell)")
+                        "crowding, gold); microtubules: a membrane-free crop of several microtubules among "
+                        "particles; empty: ice and noise alone (default cell)")
     g.add_argument("--carbon", choices=("yes", "no"), help="a carbon film edge crossing the field (random 25%%)")
     g.add_argument("--contamination", choices=("yes", "no"), help="ice crystals on the surfaces (random 25%%)")
     compute_options(p)

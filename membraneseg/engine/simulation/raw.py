@@ -22,7 +22,9 @@ from .scene import build_scene
 from .simulate import render, truth_vesicles
 
 LOOKS = ("raw", "lowpass", "eed", "denoised")
-CONTENTS = ("cell", "negatives", "empty")    # with membranes; everything but membranes; ice and noise alone
+# with membranes; everything but membranes; microtubules (many) and particles; ice and noise alone
+CONTENTS = ("cell", "negatives", "microtubules", "empty")
+MICROTUBULES = 4.0       # microtubules per 256 nm x 256 nm in a "microtubules" volume (a cell has about 1)
 SCHEMES = ("dose-symmetric", "bidirectional")
 RECONSTRUCTIONS = ("wbp", "sirt")
 POLARITIES = ("dark", "bright")
@@ -172,7 +174,8 @@ def generate_raw(shape, settings, seed=0):
         density, labels = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
     else:
         scene = build_scene(shape, s.pixel_size, rng, membranes=s.content == "cell",
-                            crowding=1.0 if s.content == "cell" else 3.0)
+                            crowding=3.0 if s.content == "negatives" else 1.0,
+                            microtubules=MICROTUBULES if s.content == "microtubules" else None)
         density, labels = render(scene, texture=True, wedge=s.tilt_range)
         vesicles = truth_vesicles(scene)
         if s.carbon:

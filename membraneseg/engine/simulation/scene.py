@@ -378,18 +378,22 @@ def _add_gold(scene, rng, count):
             scene.gold.append((centre, radius))
 
 
-def build_scene(shape, voxel_size=10.0, rng=None, membranes=True, crowding=1.0):
+def build_scene(shape, voxel_size=10.0, rng=None, membranes=True, crowding=1.0, microtubules=None):
     """A random scene for a volume of ``shape`` (Z, Y, X) voxels of ``voxel_size`` Å. Counts scale with the field of
     view; however small the volume, one large membrane, two vesicles, one actin bundle and one particle cluster are
     tried (each is left out if it cannot be placed). ``membranes`` False leaves membranes out (a scene of
-    negatives); ``crowding`` multiplies the number of particle clusters."""
+    negatives); ``crowding`` multiplies the number of particle clusters. ``microtubules`` (per reference field
+    of view) makes a microtubule crop instead: that many microtubules (at least 3), the particles, no actin."""
     rng = rng if rng is not None else np.random.default_rng()
     scene = Scene(tuple(int(s) for s in shape), float(voxel_size))
     scale = scene.shape[1] * scene.shape[2] / scene.nm ** 2 / REFERENCE_AREA_NM2
     if membranes:
         _add_large_membranes(scene, rng, max(1, rng.poisson(1.5 * scale)))
         _add_vesicles(scene, rng, max(2, rng.poisson(10 * scale)))
-    _add_filaments(scene, rng, rng.poisson(1.0 * scale), max(1, rng.poisson(3 * scale)))
+    if microtubules:      # a crop around a microtubule bundle, as used to check what is called membrane there
+        _add_filaments(scene, rng, max(3, rng.poisson(microtubules * scale)), 0)
+    else:
+        _add_filaments(scene, rng, rng.poisson(1.0 * scale), max(1, rng.poisson(3 * scale)))
     _add_particles(scene, rng, max(1, rng.poisson(3 * scale * crowding)), per_membrane=6 * min(scale, 1.0))
     _add_gold(scene, rng, rng.poisson(1.5 * scale))
     return scene
