@@ -267,12 +267,12 @@ def finetune_config(cfg, arm, name):
                              style=ft.get("style", 0.0), border=ft.get("border", "replicate"), name=name)
 
 
-def score(model_dir, cfg, groups, test_fold):
+def score(model_dir, cfg, groups, test_fold, test_scales=None):
     """Per-group and pooled figures on the held-out slices, at the model's threshold; the raw counts are kept
     so tables can be pooled over folds, and a probability histogram so the threshold can be calibrated over
-    all held-out groups."""
+    all held-out groups. ``test_scales``: factors other than the model card's (segmentation/scales.py)."""
     from membraneseg.engine.segmentation import predict
-    p = predict.Predictor(model_dir, batch_size=8)
+    p = predict.Predictor(model_dir, batch_size=8, test_scales=test_scales)
     per_group = {}
     for g in cfg["folds"][test_fold]:
         tp = fp = fn = 0

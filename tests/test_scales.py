@@ -61,7 +61,7 @@ def test_maps_of_every_scale_are_averaged_and_thresholded():
     assert 0 < prob[8, 16, 11] < 1
 
 
-def test_copies_coarser_than_the_limit_and_2d_images_are_skipped():
+def test_copies_coarser_than_the_limit_are_skipped_and_2d_images_only_when_asked():
     calls = []
     data = np.zeros((8, 32, 32), np.float32)
     scales.segment_scales(fake_segment(calls), data, 30.0, [1, 2, 4], np.zeros(data.shape, np.float32),
@@ -71,7 +71,11 @@ def test_copies_coarser_than_the_limit_and_2d_images_are_skipped():
     image = np.zeros((1, 32, 32), np.float32)
     scales.segment_scales(fake_segment(calls), image, 10.0, [1, 2, 4], np.zeros(image.shape, np.float32),
                           np.zeros(image.shape, np.uint8), 0.5, "t")
-    assert len(calls) == 1
+    assert calls == [((1, 32, 32), 10.0)]                           # a card's scales: volumes only
+    calls.clear()
+    scales.segment_scales(fake_segment(calls), image, 10.0, [1, 2, 4], np.zeros(image.shape, np.float32),
+                          np.zeros(image.shape, np.uint8), 0.5, "t", planar=True)
+    assert calls == [((1, 32, 32), 10.0), ((1, 16, 16), 20.0), ((1, 8, 8), 40.0)]   # asked for: in-plane
 
 
 def test_card_and_command_line_set_the_scales(tiny_model):
@@ -83,6 +87,7 @@ def test_card_and_command_line_set_the_scales(tiny_model):
     assert card.test_scales is None
     assert Predictor(tiny_model).scales == [1.0]
     assert Predictor(tiny_model, test_scales=[1, 2]).scales == [1.0, 2.0]
+    assert Predictor(tiny_model, test_scales=[1, 2]).planar_scales and not Predictor(tiny_model).planar_scales
     shipped = modelfile.read_card(modelfile.default_model_path(volumes=True))
     assert shipped.test_scales == [1.0, 2.0, 4.0]
     vol = np.random.default_rng(1).normal(size=(8, 96, 96)).astype(np.float32)

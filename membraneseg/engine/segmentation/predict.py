@@ -87,6 +87,7 @@ class Predictor:
         if not self.max_upsampling >= 1:
             raise ValueError("the largest upsampling must be 1 (never) or more, not %r" % max_upsampling)
         self.scales = scales.check_factors(test_scales or self.card.test_scales or [1])
+        self.planar_scales = bool(test_scales)      # a card's scales are for volumes; asked for, images get them too
         if self.card.network["classes"] > 1 and len(self.scales) > 1:
             log.warning("test-time scales apply to membrane models only, not to multi-class ones: not used")
             self.scales = [1.0]
@@ -225,10 +226,11 @@ class Predictor:
         return prob, mask
 
     def _segment_scaled(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
-        """_segment_volume at each test-time scale (volumes only), the probability maps averaged."""
+        """_segment_volume at each test-time scale, the probability maps averaged."""
         def segment(data, px, prob, mask):
             self._segment_volume(vol._replace(data=data), px, threshold, overlap, prob, mask, progress, sign)
-        scales.segment_scales(segment, vol.data, px_in, self.scales, prob_out, mask_out, threshold, vol.path)
+        scales.segment_scales(segment, vol.data, px_in, self.scales, prob_out, mask_out, threshold, vol.path,
+                              self.planar_scales)
 
     def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
         depth, rows, cols = vol.data.shape

@@ -10,7 +10,10 @@ model's pixel size, up to its largest upsampling).
 
 Resampling is linear and centre-aligned (voxel i of n covers [i, i+1) on every grid), after a Gaussian of sigma
 0.4 x factor voxels against aliasing, and goes slab by slab, so memory stays bounded by the reduced volume (1/f³
-of the input) plus a slab. Volumes only: a 2D image is segmented at its own scale.
+of the input) plus a slab. A 2D image (one slice) gets them only when asked for, and in-plane: on the shared real
+slices, held out, they lowered the slice model's tolerant Dice from 0.708 to 0.684 (1 2) and 0.551 (1 2 4)
+(recipes/probe_scale_slices.py, recipes/results/probe-scale-slices.txt), so a model card's scales apply to
+volumes only.
 """
 import logging
 
@@ -95,13 +98,14 @@ def add_restored(total, small):
         total[z0:z1] += resample_axis(resample_axis(block, 1, shape[1]), 2, shape[2])
 
 
-def segment_scales(segment, data, px_in, factors, prob_out, mask_out, threshold, name):
+def segment_scales(segment, data, px_in, factors, prob_out, mask_out, threshold, name, planar=False):
     """Average over ``factors`` (check_factors) the probability maps of ``segment(data, pixel_size, prob, mask)``
     (the single-scale segmentation, which fills prob and mask) into ``prob_out``, then threshold into
-    ``mask_out``. The first factor (1) writes straight into the outputs."""
+    ``mask_out``. The first factor (1) writes straight into the outputs. A 2D image (one slice) is segmented at
+    its own scale only, unless ``planar``."""
     segment(data, px_in, prob_out, mask_out)
     extra = [f for f in factors if f > 1 and px_in * f <= COARSEST * 1.001]
-    if len(data) < 2 or not extra:      # a 2D image (one slice) is segmented at its own scale
+    if len(data) < 2 and not planar:
         return
     for f in extra:
         small = reduce(data, f)
