@@ -10,8 +10,12 @@ Shared real slices (with --fold-models, the models that never saw each group, e.
 leave-one-group-out fold models, recipes/runs/logo/ARM-{fold}): the model is fine-tuned on K slices of the
 held-out group and scored on the other slices of that group.
 
+Each line also gives the Dice at the threshold best on the scored slices, before and after, to tell a poorly
+calibrated threshold (the fine-tuned model calibrates its own on the K slices it learnt) from a poor map.
+
     .venv/bin/python bench/bench_few_slices.py [--slices 1 3 10] [--volumes 2] [--model PATH]
     .venv/bin/python bench/bench_few_slices.py --no-volumes --fold-models 'recipes/runs/logo/ARM-{fold}'
+    .venv/bin/python bench/bench_few_slices.py ... --set learning_rate=1e-3 style=0     # other settings
 """
 import argparse
 import os
@@ -40,12 +44,23 @@ def spread(candidates, k):
     return [candidates[int(round(i))] for i in np.linspace(0, len(candidates) - 1, min(k, len(candidates)))]
 
 
-def quick_config(model, epochs=None):
-    """The settings of ``membraneseg train --quick`` from ``model``, reading PARTIAL as not annotated."""
-    return data.resolve_start_model(TrainConfig(
-        **resolved(dict(epochs=epochs, steps_per_epoch=None, learning_rate=None, loss=None, patience=None,
-                        rot90=None, intensity=None, style=None), quick=True),
-        start_model=model, ignore_labels=[PARTIAL], membrane_labels=[1]))
+def quick_config(model, changes=()):
+    """The settings of ``membraneseg train --quick`` from ``model``, reading PARTIAL as not annotated, with
+    ``changes`` ((TrainConfig field, value) pairs) over them."""
+    given = dict(epochs=None, steps_per_epoch=None, learning_rate=None, loss=None, patience=None, rot90=None,
+                 intensity=None, style=None)
+    given.update(changes)
+    return data.resolve_start_model(TrainConfig(**resolved(given, quick=True), start_model=model,
+                                                ignore_labels=[PARTIAL], membrane_labels=[1]))
+
+
+def setting(text):
+    """``--set`` NAME=VALUE: a TrainConfig field and its value, typed as the field's default."""
+    name, _, value = text.partition("=")
+    if name not in TrainConfig.__dataclass_fields__ or not value:
+        raise argparse.ArgumentTypeError("%r: give NAME=VALUE with NAME a training setting" % text)
+    default = getattr(TrainConfig(), name)
+    return name, (value.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(value))
 
 
 def finetune(config, samples, out):
@@ -72,7 +87,7 @@ def simulated(args):
                 with tempfile.TemporaryDirectory() as tmp:
                     io.write(os.path.join(tmp, "t.mrc"), tomo, px)
                     io.write(os.path.join(tmp, "l.mrc"), labels, px)
-                    config = quick_config(args.model, args.epochs)
+                    config = quick_config(args.model, args.set)
                     sample = data.load_volume_pair(os.path.join(tmp, "t.mrc"), os.path.join(tmp, "l.mrc"), config)
                     seconds = finetune(config, [sample], os.path.join(tmp, "model"))
                     _, mask = Predictor(os.path.join(tmp, "model")).predict_array(tomo, pixel_size=px)
@@ -110,19 +125,21 @@ def shared(args):
 
         def figures(model_dir):
             scored = recipe.score(model_dir, dict(cfg, folds={"held": [g]}), {g: rest}, "held")
-            return recipe.pooled_figures(scored["groups"].values())
+            # and, to tell a poor threshold from a poor map, the Dice at the threshold best on these slices
+            return dict(recipe.pooled_figures(scored["groups"].values()),
+                        best=recipe.logo_threshold([scored])[1])
         before = figures(model)
         for k in args.slices:
-            config = quick_config(model, args.epochs)
+            config = quick_config(model, args.set)
             samples = [data.load_image_pair(i, m, config, group=g) for i, m in pairs[:k]]
             with tempfile.TemporaryDirectory() as tmp:
                 seconds = finetune(config, samples, os.path.join(tmp, "model"))
                 after = figures(os.path.join(tmp, "model"))
             print("%-4s %2d slice(s) | before Dice %.3f tol %.3f | after Dice %.3f tol %.3f | lift tol %+.3f | "
-                  "%.0f s (scored on %d slices)" % (g, k, before["dice"], before["tolerant_dice"], after["dice"],
-                                                    after["tolerant_dice"],
-                                                    after["tolerant_dice"] - before["tolerant_dice"], seconds,
-                                                    len(rest)), flush=True)
+                  "%.0f s (scored on %d slices; Dice at the best threshold %.3f -> %.3f)" % (
+                      g, k, before["dice"], before["tolerant_dice"], after["dice"], after["tolerant_dice"],
+                      after["tolerant_dice"] - before["tolerant_dice"], seconds, len(rest), before["best"],
+                      after["best"]), flush=True)
 
 
 def main():
@@ -132,7 +149,8 @@ def main():
                              "where --quick starts for tomograms)")
     parser.add_argument("--slices", type=int, nargs="+", default=[1, 3, 10], help="annotated slices per run")
     parser.add_argument("--volumes", type=int, default=2, help="simulated volumes per condition (default 2)")
-    parser.add_argument("--epochs", type=int, help="override --quick's epochs (for a shorter run)")
+    parser.add_argument("--set", type=setting, nargs="+", default=[], metavar="NAME=VALUE",
+                        help="training settings over --quick's, e.g. epochs=6 learning_rate=1e-3 style=0")
     parser.add_argument("--fold-models", metavar="DIR",
                         help="DIR/<group> or DIR/<fold> (recipes/default_model.json's folds): a model that never "
                              "saw that group of the shared slices; a path with {fold} in it names each fold's "
