@@ -82,9 +82,9 @@ def add(sub):
     p.add_argument("--quick", action="store_true",
                    help="fine-tune on a few annotated slices with settings sized for it: --start-model a "
                         "shipped model unless given (the tomogram model for --volume data, else the slice model), "
-                        "%d epochs of %d batches at learning rate %g, the %s loss, turns by 90 degrees, intensity "
-                        "and style augmentation 1 (options given still win; the log says what was chosen). About "
-                        "6-8 minutes on 2 CPU cores"
+                        "%d epochs of %d batches at learning rate %g, the %s loss, turns by 90 degrees, no "
+                        "intensity or style augmentation (the slices come from the data to segment; options given "
+                        "still win; the log says what was chosen). About 4-7 minutes on 2 CPU cores"
                         % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
     p.add_argument("--epochs", type=int, help="maximum epochs (default %d)" % d.epochs)
     p.add_argument("--steps", type=int, help="batches per epoch (default %d)" % d.steps_per_epoch)
