@@ -78,6 +78,19 @@ def test_copies_coarser_than_the_limit_are_skipped_and_2d_images_only_when_asked
     assert calls == [((1, 32, 32), 10.0), ((1, 16, 16), 20.0), ((1, 8, 8), 40.0)]   # asked for: in-plane
 
 
+def test_a_single_pass_leaves_its_outputs_as_written():
+    """With no coarser copy to average (factor 1 alone, or every copy past the limit), the mask the segmentation
+    wrote stands: a multi-class model writes labels there, which thresholding the probability would erase."""
+    def labelling(data, px, prob, mask):
+        prob[:] = 0.2
+        mask[:] = 3
+    data = np.zeros((8, 32, 32), np.float32)
+    for factors, px in (([1], 10.0), ([1, 2], 40.0)):
+        prob, mask = np.zeros(data.shape, np.float32), np.zeros(data.shape, np.uint8)
+        scales.segment_scales(labelling, data, px, factors, prob, mask, 0.5, "t")
+        assert (mask == 3).all() and np.allclose(prob, 0.2)
+
+
 def test_card_and_command_line_set_the_scales(tiny_model):
     """tiny_model: conftest's untrained model. The card's factors are used unless the caller gives others, and a
     predictor on a volume runs one pass per scale (the log says which)."""

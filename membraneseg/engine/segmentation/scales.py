@@ -105,8 +105,8 @@ def segment_scales(segment, data, px_in, factors, prob_out, mask_out, threshold,
     its own scale only, unless ``planar``."""
     segment(data, px_in, prob_out, mask_out)
     extra = [f for f in factors if f > 1 and px_in * f <= COARSEST * 1.001]
-    if len(data) < 2 and not planar:
-        return
+    if not extra or (len(data) < 2 and not planar):
+        return          # one pass: its outputs stand (a multi-class model's mask holds labels, not a threshold)
     for f in extra:
         small = reduce(data, f)
         log.info("%s: test-time scale %gx: %s voxels at %.2f Å", name, f, "x".join(map(str, small.shape[::-1])),
