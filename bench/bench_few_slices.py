@@ -28,6 +28,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "recipes"))       # default_model: the shared slices' groups and scoring
 
 from bench_volumes import score, volume  # noqa: E402
 from membraneseg.engine.training import data, loop  # noqa: E402
@@ -102,7 +103,6 @@ def simulated(args):
 def shared(args):
     """The shared-slice part: per group, its fold model fine-tuned on K of its slices, scored on the others."""
     from membraneseg.constants import MODEL_JSON
-    sys.path.insert(0, os.path.join(ROOT, "recipes"))
     import default_model as recipe
     cfg = recipe.load_config()
     if not recipe.shared_data(cfg, args.data):
@@ -162,7 +162,6 @@ def main():
                         help="CPU threads (default: all cores); 1 lets two runs share a 2-core machine")
     args = parser.parse_args()
     if args.threads:
-        sys.path.insert(0, os.path.join(ROOT, "recipes"))
         import default_model
         default_model.limit_threads(args.threads)
     if not args.no_volumes:
