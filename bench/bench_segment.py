@@ -85,13 +85,12 @@ def time_window(predictor, window, repeats=REPEATS):
 
 def profile_layers(preset, batch=8, patch=224):
     """Seconds and FLOPs per patch of each kind of layer, each layer timed alone (compiled) on its real input
-    shape; rewritten as prediction rewrites them (predict.optimise_for_inference). Returns {kind: [s, FLOPs]}."""
+    shape; rewritten as prediction rewrites them (network.inference.optimise_for_inference). Returns {kind: [s, FLOPs]}."""
     import keras
     import tensorflow as tf
-    from membraneseg.engine.network import model as net
-    from membraneseg.engine.segmentation import predict
+    from membraneseg.engine.network import inference, model as net
     m = net.build(net.NetworkSpec.from_preset(preset), patch=patch)
-    predict.optimise_for_inference(m)
+    inference.optimise_for_inference(m)
     kinds = collections.defaultdict(lambda: [0.0, 0])
     for layer in m.layers:
         if isinstance(layer, keras.layers.InputLayer):

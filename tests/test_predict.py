@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from membraneseg.engine.core import io
-from membraneseg.engine.network import model as net, modelfile
+from membraneseg.engine.network import inference, model as net, modelfile
 from membraneseg.engine.segmentation import predict
 from membraneseg.engine.preprocessing import preprocess, recipes
 
@@ -181,7 +181,7 @@ def test_inference_rewrites_keep_the_output():
     spec = net.NetworkSpec.from_preset("tiny")
     a, b = net.build(spec, patch=128), net.build(spec, patch=128)
     b.set_weights(a.get_weights())
-    predict.optimise_for_inference(b)
+    inference.optimise_for_inference(b)
     assert all(max(layer.dilation_rate) == 1 for layer in b.layers if isinstance(layer, keras.layers.Conv2D))
     x = np.random.default_rng(3).normal(size=(2, 128, 128, 1)).astype(np.float32)
     np.testing.assert_allclose(b(x, training=False), a(x, training=False), atol=1e-5)

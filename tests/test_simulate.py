@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from membraneseg.engine.core import io
-from membraneseg.engine.simulation import scene as sc, simulate as sim, tomography as tg
+from membraneseg.engine.simulation import scene as sc, simulate as sim, surfaces as sf, tomography as tg
 
 SMALL = (64, 128, 128)
 
@@ -18,8 +18,8 @@ def phantom():
 
 def _flat_sheet(shape, voxel_size, thickness, sigma, x0):
     """A plane membrane normal to X at x0 (the columns of the identity make z, y its axes and x its normal)."""
-    sheet = sc.Sheet(np.array([shape[0] / 2, shape[1] / 2, x0]), np.eye(3), np.zeros((0, 4)), 10.0)
-    return sc.Scene(shape, voxel_size, membranes=[sc.Membrane(sheet, "membrane", thickness, sigma, 1.0)])
+    sheet = sf.Sheet(np.array([shape[0] / 2, shape[1] / 2, x0]), np.eye(3), np.zeros((0, 4)), 10.0)
+    return sc.Scene(shape, voxel_size, membranes=[sf.Membrane(sheet, "membrane", thickness, sigma, 1.0)])
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -64,18 +64,18 @@ def test_scene_bilayers_in_paper_ranges():
 
 
 @pytest.mark.parametrize("surface", [
-    sc.Ellipsoid(np.array([30.0, 40, 50]), np.array([12.0, 20, 28]),
+    sf.Ellipsoid(np.array([30.0, 40, 50]), np.array([12.0, 20, 28]),
                  np.linalg.qr(np.arange(9.0).reshape(3, 3) + np.eye(3))[0]),
-    sc.Torus(np.array([30.0, 40, 50]), 20.0, 8.0, np.eye(3)),
-    sc.Sheet(np.array([30.0, 40, 50]), np.eye(3), np.array([[0.05, 0.02, 6.0, 0.3], [0.0, 0.08, 2.0, 1.0]]), 40),
+    sf.Torus(np.array([30.0, 40, 50]), 20.0, 8.0, np.eye(3)),
+    sf.Sheet(np.array([30.0, 40, 50]), np.eye(3), np.array([[0.05, 0.02, 6.0, 0.3], [0.0, 0.08, 2.0, 1.0]]), 40),
 ], ids=["ellipsoid", "torus", "sheet"])
 def test_surface_points_normals_and_distances(surface):
     points = surface.sample(np.random.default_rng(0), 200)
-    assert np.abs(sc.distance_at(surface, points)).max() < 1e-6        # sampled points lie on the surface
-    normals = sc.normals_at(surface, points)
+    assert np.abs(sf.distance_at(surface, points)).max() < 1e-6        # sampled points lie on the surface
+    normals = sf.normals_at(surface, points)
     assert np.allclose(np.linalg.norm(normals, axis=1), 1)
     for step in (-2.0, 2.0):                                           # a signed distance, accurate near it
-        moved = sc.distance_at(surface, points + step * normals)
+        moved = sf.distance_at(surface, points + step * normals)
         assert np.abs(moved - step).max() < 0.25
 
 

@@ -9,15 +9,16 @@ input size and written into memory-mapped outputs. Memory is bounded by the slab
 import contextlib
 import logging
 import os
-import sys
 import time
 
 import numpy as np
 
 from ...constants import MASK_SUFFIX, PROB_SUFFIX, SEGMENT_BATCH
 from ..core import io, tiling
+from ..core.progress import Progress
 from ..network import modelfile
 from ..network.device import describe_device
+from ..network.inference import optimise_for_inference
 from ..preprocessing import preprocess, recipes
 from ..preprocessing.polarity import POLARITIES
 from ..preprocessing.polarity import detect as detect_polarity
@@ -304,38 +305,6 @@ class Predictor:
         return 1.0 - probs[..., 0], np.argmax(probs, axis=-1).astype(np.uint8)
 
 
-def optimise_for_inference(model):
-    """Rewrite, in place, two kinds of convolution that TensorFlow runs slowly on a CPU, keeping their results
-    (up to float rounding). For inference models built for one window size only.
-
-    - A 'same' conv dilated by d >= the height and width of its input reads zeros at every off-centre tap, so it
-      equals the undilated conv with its off-centre taps zeroed. TensorFlow computes dilated convs by
-      space-to-batch padding, which costs ~20x a plain conv on the 3x3 or 4x4 bottleneck of the ASPP block
-      (dilations 6, 12, 18).
-    - The spatial-attention convs (k x k, 2 channels in, 1 out) run in oneDNN at a few GFLOP/s; as a depthwise
-      conv summed over its 2 channels they take about 40% less time, and at full resolution they are a fifth
-      of the small presets' time.
-    """
-    import keras
-    from keras import ops
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.Conv2D) or layer.padding != "same" or max(layer.strides) > 1:
-            continue
-        if max(layer.dilation_rate) > 1 and all(d >= s for d, s in zip(layer.dilation_rate,
-                                                                        layer.input.shape[1:3])):
-            kernel = layer.kernel.numpy()
-            ch, cw = kernel.shape[0] // 2, kernel.shape[1] // 2
-            centre = kernel[ch, cw].copy()
-            kernel[:] = 0
-            kernel[ch, cw] = centre
-            layer.kernel.assign(kernel)
-            layer.dilation_rate = (1, 1)
-        elif layer.filters == 1 and max(layer.kernel_size) > 1 and max(layer.dilation_rate) == 1:
-            # the kernel (k, k, channels, 1) is also a depthwise kernel with one output per channel
-            layer.convolution_op = lambda x, kernel: ops.sum(
-                ops.depthwise_conv(x, kernel, strides=1, padding="same"), axis=-1, keepdims=True)
-
-
 POLARITY_OF = {1: "dark", -1: "bright"}
 
 
@@ -366,33 +335,3 @@ def output_paths(path, out_dir, is_2d=False):
 
 # shared with the preprocess command: the same inputs are refused by both, with the same words
 check_volume = preprocess.check_volume
-
-
-class Progress:
-    """A one-line progress bar on stderr in a terminal, and a log line every tenth of the work otherwise."""
-
-    def __init__(self, total, label, enabled=True):
-        self.total, self.label, self.done = total, os.path.basename(label), 0
-        self.start = time.time()
-        self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.next_log = 0.1
-
-    def update(self, n):
-        self.done += n
-        if not self.enabled:
-            return
-        frac = self.done / max(1, self.total)
-        rate = self.done / max(1e-9, time.time() - self.start)
-        if self.tty:
-            bar = "#" * int(30 * frac)
-            sys.stderr.write("\r%s [%-30s] %d/%d slices, %.1f slices/s" % (self.label, bar, self.done,
-                                                                          self.total, rate))
-            sys.stderr.flush()
-        elif frac >= self.next_log or self.done == self.total:
-            log.info("%s: %d/%d slices (%.0f%%), %.1f slices/s", self.label, self.done, self.total, 100 * frac, rate)
-            self.next_log = frac + 0.1
-
-    def close(self):
-        if self.tty:
-            sys.stderr.write("\n")

@@ -28,7 +28,8 @@ from scipy import ndimage
 from ..core.tiling import box_around
 from . import tomography
 from .phantoms import bilayer
-from .scene import FILAMENTS, build_scene, normals_at
+from .scene import FILAMENTS, build_scene
+from .surfaces import normals_at
 
 LABELS = {"background": 0, "membrane": 1, "vesicle": 2, "filament": 3, "macromolecule": 4}
 HIDDEN_LABEL = 7        # raw phantoms: membrane the missing wedge hides (5 and 6 are negatives.LABELS)
