@@ -117,6 +117,27 @@ def test_two_and_a_half_d_model_on_volume_and_image(tmp_path):
     assert io.read(prob_path).data.shape == (1, 70, 80)
 
 
+def test_a_coarse_volume_gives_a_two_and_a_half_d_model_interpolated_neighbours(tmp_path):
+    """A 20 Å volume upsampled to a 10 Å model: each slice's z-neighbours lie half a slice away, for every slice
+    (rounded positions gave even slices no context at all)."""
+    folder = str(tmp_path / "m25")
+    spec = net.NetworkSpec.from_preset("tiny", context=3)
+    modelfile.save(net.build(spec, patch=64), modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=64,
+                                                                  max_upsampling=2.0), folder)
+    data = np.repeat(np.arange(6, dtype=np.float32)[:, None, None], 32, 1).repeat(32, 2)   # slice value = z
+    path = str(tmp_path / "coarse.mrc")
+    io.write(path, data, 20.0)
+    p = predict.Predictor(folder, batch_size=1)
+    seen, forward = [], p.predict_batch
+    p.predict_batch = lambda patches: seen.append(patches[:, :, 5, 5].copy()) or forward(patches)
+    p.segment_file(path, str(tmp_path / "out"), progress=False)
+    centres = np.concatenate(seen)                      # (slices, 3): normalised values of the 3 neighbours
+    step = np.median(np.diff(np.unique(centres[:, 1])))  # between whole slices
+    assert len(centres) == 6
+    np.testing.assert_allclose(np.abs(centres[:, 0] - centres[:, 1]), step / 2, rtol=1e-4)
+    np.testing.assert_allclose(np.abs(centres[:, 2] - centres[:, 1]), step / 2, rtol=1e-4)
+
+
 @pytest.mark.parametrize("content,message", [("constant", "same value"), ("nan", "no finite voxel")])
 def test_unusable_volumes_are_refused_before_any_output(tmp_path, tiny_model, content, message):
     data = np.full((3, 64, 64), 5.0, np.float32) if content == "constant" else np.full((3, 64, 64), np.nan,

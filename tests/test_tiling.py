@@ -31,11 +31,26 @@ def test_blending_constant_predictions_is_exact():
     np.testing.assert_allclose(acc / wsum, 0.7, rtol=1e-6)
 
 
-def test_context_indices_mirror_at_the_ends():
-    assert tiling.context_indices(0, 10, 5) == [2, 1, 0, 1, 2]
-    assert tiling.context_indices(9, 10, 5) == [7, 8, 9, 8, 7]
-    assert tiling.context_indices(5, 10, 3, spacing=2.0) == [3, 5, 7]
-    assert tiling.context_indices(0, 1, 5) == [0] * 5     # a 2D image: missing context, slice repeated
+def _positions(z, depth, k, spacing=1.0):
+    """Where each z-neighbour lies, read off slices whose value is their index."""
+    return tiling.blend_slices(float, tiling.context_slices(z, depth, k, spacing))
+
+
+def test_context_slices_mirror_at_the_ends():
+    assert _positions(0, 10, 5) == [2, 1, 0, 1, 2]
+    assert _positions(9, 10, 5) == [7, 8, 9, 8, 7]
+    assert _positions(5, 10, 3, spacing=2.0) == [3, 5, 7]
+    assert _positions(0, 1, 5) == [0] * 5     # a 2D image: missing context, slice repeated
+
+
+@pytest.mark.parametrize("z", [3, 4])
+def test_fractional_spacing_interpolates_neighbours_for_every_slice(z):
+    # a 20 Å volume for a 10 Å model: neighbours half a slice away, for even and odd slices alike (rounding
+    # gave even slices no context and odd ones neighbours a whole slice away)
+    assert _positions(z, 10, 3, spacing=0.5) == pytest.approx([z - 0.5, z, z + 0.5])
+    assert _positions(0, 10, 3, spacing=0.5) == pytest.approx([0.5, 0, 0.5])
+    assert _positions(9, 10, 5, spacing=1.5) == pytest.approx([6, 7.5, 9, 7.5, 6])
+    assert all(w == 0 for _, _, w in tiling.context_slices(5, 10, 3, spacing=2.0))   # whole slices: no blending
 
 
 def test_pad_to_reaches_patch_size():

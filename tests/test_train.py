@@ -153,6 +153,10 @@ def test_reflect_border_fills_patches_with_mirrored_image_not_smeared_edges():
     assert np.mean(x[..., 0][y[..., 0] > 0]) > np.mean(x[..., 0]) + 1.0
 
 
+def _positions(z, depth, k, spacing):
+    return tiling.blend_slices(float, tiling.context_slices(z, depth, k, spacing))
+
+
 def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
     config = TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
     flat = patches.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]
@@ -162,8 +166,13 @@ def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
     # a volume at 5 Å with the model at 10 Å: the neighbours are 2 input slices away (mirrored at the ends)
     x = patches.PatchSampler([_sample(depth=9, z_spacing=2.0)], config, 0).batch(20)[0]
     for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
-        assert list(stack) == tiling.context_indices(z, 9, 3, 2.0)   # each slice's value is its index
+        assert list(stack) == _positions(z, 9, 3, 2.0)                 # each slice's value is its index
     assert np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 4)          # inside the volume: z - 2 and z + 2
+    # a 20 Å volume for a 10 Å model: neighbours interpolated half a slice away
+    x = patches.PatchSampler([_sample(depth=9, z_spacing=0.5)], config, 0).batch(20)[0]
+    for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
+        assert list(stack) == pytest.approx(_positions(z, 9, 3, 0.5))
+    assert np.all(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] <= 1) and np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 1)
     # context dropout 1: tomogram patches look like 2D ones
     dropped = patches.PatchSampler([_sample(depth=9)], TrainConfig(**dict(
         vars(config), context_dropout=1.0)), 0).batch(6)[0]

@@ -43,22 +43,30 @@ def pad_to(image, shape):
     return np.pad(image, ((0, max(pr, 0)), (0, max(pc, 0))), mode=mode)
 
 
-def context_indices(z, depth, k, spacing=1.0):
-    """Indices of the k slices centred on ``z`` (k odd), ``spacing`` input slices apart (the model's pixel size
-    over the input's), mirrored at the volume's ends. With depth 1 (a 2D image) every index is 0: the context is
-    missing and the slice is repeated, as the model was trained to accept."""
-    half = k // 2
+def context_slices(z, depth, k, spacing=1.0):
+    """The k z-neighbours centred on slice ``z`` (k odd), ``spacing`` input slices apart (the model's pixel size
+    over the input's), mirrored at the volume's ends, each as ``(below, above, weight)``: the neighbour is slice
+    ``below`` blended with slice ``above`` at ``weight`` (linear interpolation; weight 0 where it falls on a
+    slice). Rounding a fractional position instead would give, at spacing 0.5, no context to even slices (Python
+    rounds halves to even) and neighbours 2 slices apart to odd ones. With depth 1 (a 2D image) every neighbour is
+    slice 0: the context is missing and the slice is repeated, as the model was trained to accept."""
     out = []
-    for j in range(-half, half + 1):
-        i = int(round(z + j * spacing))
+    for j in range(-(k // 2), k // 2 + 1):
         if depth == 1:
-            i = 0
-        else:
-            period = 2 * (depth - 1)
-            i = i % period
-            i = period - i if i >= depth else i
-        out.append(i)
+            out.append((0, 0, 0.0))
+            continue
+        period = 2 * (depth - 1)
+        p = (z + j * spacing) % period
+        p = period - p if p > depth - 1 else p
+        below = min(int(np.floor(p + 1e-9)), depth - 1)
+        weight = p - below if p - below > 1e-6 else 0.0
+        out.append((below, min(below + 1, depth - 1), weight))
     return out
+
+
+def blend_slices(slice_at, neighbours):
+    """The neighbours of context_slices as arrays, ``slice_at(i)`` giving slice i."""
+    return [slice_at(lo) if w == 0 else (1 - w) * slice_at(lo) + w * slice_at(hi) for lo, hi, w in neighbours]
 
 
 def _mirror(i, n):

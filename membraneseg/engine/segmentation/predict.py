@@ -266,7 +266,8 @@ class Predictor:
             zs = list(range(z0, min(depth, z0 + slab)))
             acc = np.zeros((len(zs),) + work_shape + (self.model.output.shape[-1],), np.float32)
             jobs = [(j, r, c) for j in range(len(zs)) for r, c in positions]
-            stacks = {z: [prepared(i) for i in tiling.context_indices(z, depth, self.k, spacing)] for z in zs}
+            stacks = {z: tiling.blend_slices(prepared, tiling.context_slices(z, depth, self.k, spacing))
+                      for z in zs}
             for b in range(0, len(jobs), batch):
                 chunk = jobs[b:b + batch]
                 patches = np.stack([self._patch(stacks[zs[j]], r, c, win) for j, r, c in chunk])

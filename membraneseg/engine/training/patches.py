@@ -39,11 +39,11 @@ class PatchSampler:
         # cut a region larger than the patch, so rotation and zoom do not pull in much fill
         size = int(np.ceil(c.patch * 1.5))
         z, r0, c0 = self._centre(s, size)
-        zs = tiling.context_indices(z, depth, c.context, s.z_spacing)
+        neighbours = tiling.context_slices(z, depth, c.context, s.z_spacing)
         if s.is_2d or rng.random() < c.context_dropout:
-            zs = [z] * c.context
+            neighbours = [(z, z, 0.0)] * c.context
         reflect = c.border == "reflect"
-        stack = [tiling.crop(s.image[i], r0, c0, size, reflect=reflect) for i in zs]
+        stack = tiling.blend_slices(lambda i: tiling.crop(s.image[i], r0, c0, size, reflect=reflect), neighbours)
         label = tiling.crop(s.labels[z], r0, c0, size, reflect=reflect)
         if c.augment:
             stack, label = augment.geometric(stack, label, rng, c.patch, c.rot90, reflect)
