@@ -121,7 +121,7 @@ def shared(args):
             print("SKIPPED %s: no model folder at %s" % (g, " or ".join(names)))
             continue
         pairs = groups[g]
-        rest = pairs[max(args.slices):]          # every K is scored on the same slices
+        rest = pairs[args.score_from or max(args.slices):]      # every K is scored on the same slices
 
         def figures(model_dir):
             scored = recipe.score(model_dir, dict(cfg, folds={"held": [g]}), {g: rest}, "held")
@@ -157,10 +157,16 @@ def main():
                              "model, e.g. recipes/runs/logo/ARM-{fold} as the default recipe leaves them")
     parser.add_argument("--data", help="the shared slices (default: recipes/default_model.json's)")
     parser.add_argument("--groups", nargs="+", metavar="G", help="shared slices: only these groups (default: all)")
+    parser.add_argument("--score-from", type=int, metavar="N",
+                        help="shared slices: score each group on its slices from the Nth on (default: the largest "
+                             "--slices), so that runs with different --slices score the same slices")
     parser.add_argument("--no-volumes", action="store_true", help="skip the simulated volumes")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (default: all cores); 1 lets two runs share a 2-core machine")
     args = parser.parse_args()
+    if args.score_from is not None and args.score_from < max(args.slices):
+        parser.error("--score-from %d: the runs with %d slices would be scored on slices they learnt" % (
+            args.score_from, max(args.slices)))
     if args.threads:
         import default_model
         default_model.limit_threads(args.threads)
