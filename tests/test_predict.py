@@ -117,25 +117,39 @@ def test_two_and_a_half_d_model_on_volume_and_image(tmp_path):
     assert io.read(prob_path).data.shape == (1, 70, 80)
 
 
+def _what_the_network_sees(tmp_path, data, pixel_size, context, **card):
+    """Segment ``data`` (at ``pixel_size`` Å) with a fresh tiny 10 Å model of ``context`` slices; returns, per
+    slice given to the network, the value at one pixel of each of its context slices."""
+    folder = str(tmp_path / ("m%d" % context))
+    spec = net.NetworkSpec.from_preset("tiny", context=context)
+    modelfile.save(net.build(spec, patch=64), modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=64,
+                                                                  **card), folder)
+    path = str(tmp_path / "v.mrc")
+    io.write(path, data, pixel_size)
+    p = predict.Predictor(folder, batch_size=1)
+    seen, forward = [], p.predict_batch
+    p.predict_batch = lambda patches: seen.append(patches[..., 5, 5].reshape(len(patches), -1)) or forward(patches)
+    p.segment_file(path, str(tmp_path / "out"), progress=False)
+    return np.concatenate(seen)
+
+
 def test_a_coarse_volume_gives_a_two_and_a_half_d_model_interpolated_neighbours(tmp_path):
     """A 20 Å volume upsampled to a 10 Å model: each slice's z-neighbours lie half a slice away, for every slice
     (rounded positions gave even slices no context at all)."""
-    folder = str(tmp_path / "m25")
-    spec = net.NetworkSpec.from_preset("tiny", context=3)
-    modelfile.save(net.build(spec, patch=64), modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=64,
-                                                                  max_upsampling=2.0), folder)
     data = np.repeat(np.arange(6, dtype=np.float32)[:, None, None], 32, 1).repeat(32, 2)   # slice value = z
-    path = str(tmp_path / "coarse.mrc")
-    io.write(path, data, 20.0)
-    p = predict.Predictor(folder, batch_size=1)
-    seen, forward = [], p.predict_batch
-    p.predict_batch = lambda patches: seen.append(patches[:, :, 5, 5].copy()) or forward(patches)
-    p.segment_file(path, str(tmp_path / "out"), progress=False)
-    centres = np.concatenate(seen)                      # (slices, 3): normalised values of the 3 neighbours
+    centres = _what_the_network_sees(tmp_path, data, 20.0, 3, max_upsampling=2.0)
     step = np.median(np.diff(np.unique(centres[:, 1])))  # between whole slices
     assert len(centres) == 6
     np.testing.assert_allclose(np.abs(centres[:, 0] - centres[:, 1]), step / 2, rtol=1e-4)
     np.testing.assert_allclose(np.abs(centres[:, 2] - centres[:, 1]), step / 2, rtol=1e-4)
+
+
+def test_a_fine_volume_is_averaged_over_the_model_voxel_depth(tmp_path):
+    """A 5 Å volume for a 10 Å model: each slice the network sees is the mean over the 10 Å around it, as binning
+    gives it, not one 5 Å slice (which carries several times the noise). Slices alternating +1 / -1 average out."""
+    data = np.repeat(np.where(np.arange(8) % 2, 1.0, -1.0).astype(np.float32)[:, None, None], 64, 1).repeat(64, 2)
+    seen = _what_the_network_sees(tmp_path, data, 5.0, 1)
+    assert len(seen) == 8 and np.ptp(seen) < 1e-5
 
 
 @pytest.mark.parametrize("content,message", [("constant", "same value"), ("nan", "no finite voxel")])

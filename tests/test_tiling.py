@@ -49,8 +49,18 @@ def test_fractional_spacing_interpolates_neighbours_for_every_slice(z):
     # gave even slices no context and odd ones neighbours a whole slice away)
     assert _positions(z, 10, 3, spacing=0.5) == pytest.approx([z - 0.5, z, z + 0.5])
     assert _positions(0, 10, 3, spacing=0.5) == pytest.approx([0.5, 0, 0.5])
-    assert _positions(9, 10, 5, spacing=1.5) == pytest.approx([6, 7.5, 9, 7.5, 6])
-    assert all(w == 0 for _, _, w in tiling.context_slices(5, 10, 3, spacing=2.0))   # whole slices: no blending
+    assert _positions(9, 10, 5, spacing=0.75) == pytest.approx([7.5, 8.25, 9, 8.25, 7.5])
+    assert all(len(terms) == 1 for terms in tiling.context_slices(5, 10, 3))        # whole slices: no blending
+
+
+def test_a_model_voxel_deeper_than_the_input_slices_averages_them():
+    # a 5 Å volume for a 10 Å model: each model slice is the mean over the 10 Å it spans, as binning gives it
+    assert tiling.context_slices(5, 10, 1, spacing=2.0) == [((4, 0.25), (5, 0.5), (6, 0.25))]
+    assert tiling.context_slices(0, 10, 1, spacing=2.0) == [((0, 0.5), (1, 0.5))]        # mirrored at the end
+    three = tiling.context_slices(7, 20, 3, spacing=4.0)       # 2.5 Å: 4 slices deep, neighbours 4 apart
+    assert [sum(w for _, w in terms) for terms in three] == pytest.approx([1, 1, 1])
+    assert _positions(7, 20, 3, spacing=4.0) == pytest.approx([3, 7, 11])
+    assert [i for i, _ in three[1]] == [5, 6, 7, 8, 9]
 
 
 def test_pad_to_reaches_patch_size():

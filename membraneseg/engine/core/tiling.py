@@ -1,4 +1,4 @@
-"""Overlapping square patches over a slice, their blending weights, the z-neighbours of 2.5D context, square
+"""Overlapping square patches over a slice, their blending weights, the z-slices a model sees, square
 crops that may reach past the border (training patches), and the box of an array around a region.
 
 Patches overlap by a fraction of their size and are blended with a smooth window that falls towards the patch
@@ -44,29 +44,46 @@ def pad_to(image, shape):
 
 
 def context_slices(z, depth, k, spacing=1.0):
-    """The k z-neighbours centred on slice ``z`` (k odd), ``spacing`` input slices apart (the model's pixel size
-    over the input's), mirrored at the volume's ends, each as ``(below, above, weight)``: the neighbour is slice
-    ``below`` blended with slice ``above`` at ``weight`` (linear interpolation; weight 0 where it falls on a
-    slice). Rounding a fractional position instead would give, at spacing 0.5, no context to even slices (Python
-    rounds halves to even) and neighbours 2 slices apart to odd ones. With depth 1 (a 2D image) every neighbour is
-    slice 0: the context is missing and the slice is repeated, as the model was trained to accept."""
+    """What the model sees as slice ``z`` and its k - 1 z-neighbours (k odd), for a model whose voxel is
+    ``spacing`` input slices deep (its pixel size over the input's): per neighbour, ``((slice, weight), ...)``.
+
+    The neighbours lie ``spacing`` slices apart, mirrored at the volume's ends. A model voxel deeper than an input
+    slice (a 5 Å input for a 10 Å model) is the mean of the slices it spans, as binning makes it: a single 5 Å
+    slice, only resampled in XY, carries several times the noise of a 10 Å one. A thinner one (a coarse input
+    upsampled) is interpolated linearly; rounding its position instead gave, at spacing 0.5, even slices no
+    context and odd ones neighbours a whole slice away. With depth 1 (a 2D image) every neighbour is slice 0: the
+    context is missing and the slice is repeated, as the model was trained to accept."""
     out = []
     for j in range(-(k // 2), k // 2 + 1):
+        p = z + j * spacing
+        terms = {}
         if depth == 1:
-            out.append((0, 0, 0.0))
-            continue
-        period = 2 * (depth - 1)
-        p = (z + j * spacing) % period
-        p = period - p if p > depth - 1 else p
-        below = min(int(np.floor(p + 1e-9)), depth - 1)
-        weight = p - below if p - below > 1e-6 else 0.0
-        out.append((below, min(below + 1, depth - 1), weight))
+            terms[0] = 1.0
+        elif spacing > 1:
+            # input slice i fills [i - 0.5, i + 0.5); the model voxel [p - spacing / 2, p + spacing / 2)
+            lo, hi = p - spacing / 2, p + spacing / 2
+            for i in range(int(np.floor(lo + 0.5)), int(np.ceil(hi - 0.5)) + 1):
+                w = min(hi, i + 0.5) - max(lo, i - 0.5)
+                if w > 1e-9:
+                    m = int(_mirror(np.array(i), depth))
+                    terms[m] = terms.get(m, 0.0) + w / spacing
+        else:
+            period = 2 * (depth - 1)
+            q = p % period
+            q = period - q if q > depth - 1 else q
+            below = min(int(np.floor(q + 1e-9)), depth - 1)
+            w = q - below if q - below > 1e-6 else 0.0
+            terms[below] = 1.0 - w
+            if w:
+                terms[below + 1] = w
+        out.append(tuple(sorted(terms.items())))
     return out
 
 
 def blend_slices(slice_at, neighbours):
     """The neighbours of context_slices as arrays, ``slice_at(i)`` giving slice i."""
-    return [slice_at(lo) if w == 0 else (1 - w) * slice_at(lo) + w * slice_at(hi) for lo, hi, w in neighbours]
+    return [slice_at(terms[0][0]) if len(terms) == 1 else sum(w * slice_at(i) for i, w in terms)
+            for terms in neighbours]
 
 
 def _mirror(i, n):

@@ -283,7 +283,7 @@ class Predictor:
                     mask_out[z] = prob_out[z] >= threshold
                 else:
                     mask_out[z] = preprocess.resize_nearest(labels, (rows, cols))
-            for i in [i for i in cache if i < z0 + slab - int(np.ceil(spacing * (self.k // 2))) - 1]:
+            for i in [i for i in cache if i < z0 + slab - int(np.ceil(spacing * (self.k // 2 + 0.5))) - 1]:
                 del cache[i]
             touched += len(zs) * rows * cols * 9     # float32 in, float32 and int8 out
             if touched >= RELEASE_BYTES or zs[-1] == depth - 1:

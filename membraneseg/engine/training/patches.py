@@ -41,7 +41,7 @@ class PatchSampler:
         z, r0, c0 = self._centre(s, size)
         neighbours = tiling.context_slices(z, depth, c.context, s.z_spacing)
         if s.is_2d or rng.random() < c.context_dropout:
-            neighbours = [(z, z, 0.0)] * c.context
+            neighbours = [((z, 1.0),)] * c.context
         reflect = c.border == "reflect"
         stack = tiling.blend_slices(lambda i: tiling.crop(s.image[i], r0, c0, size, reflect=reflect), neighbours)
         label = tiling.crop(s.labels[z], r0, c0, size, reflect=reflect)
