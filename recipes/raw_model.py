@@ -56,7 +56,8 @@ def make_volumes(cfg, split):
     """Simulate (or find) the ``split`` volumes; returns [(tomogram, labels)] paths."""
     spec = cfg["volumes"][split]
     v = dict(cfg["volumes"], **spec)    # a split may set its own share of negatives and empty volumes
-    folder = os.path.join(RUNS, "volumes", split)
+    # "folder": where this version of the simulation caches its volumes (a change to the simulation gets a new one)
+    folder = os.path.join(RUNS, cfg["volumes"].get("folder", "volumes"), split)
     os.makedirs(folder, exist_ok=True)
     out = []
     for i in range(spec["count"]):

@@ -55,7 +55,7 @@ def test_a_split_may_set_its_own_share_of_negatives(small_cfg):
     small_cfg["volumes"]["negatives"] = {"count": 2, "seed": 30000, "negatives_every": 1, "empty_every": 100}
     made = recipe.make_volumes(small_cfg, "negatives")
     assert [json.load(open(t[:-4] + ".json"))["content"] for t, _ in made] == ["negatives", "negatives"]
-    assert os.path.dirname(made[0][0]).endswith(os.path.join("volumes", "negatives"))
+    assert os.path.dirname(made[0][0]).endswith(os.path.join(small_cfg["volumes"]["folder"], "negatives"))
 
 
 def test_transferred_start_keeps_every_layer_that_fits_and_a_fresh_lstm(tmp_path, monkeypatch):

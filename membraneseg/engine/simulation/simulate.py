@@ -8,9 +8,10 @@ artefacts are real. The tomogram is negated (membranes dark, as in real data) an
 standard deviation 1.
 
 Sizes are physical and converted with the voxel size. Membranes have the double-Gaussian profile of
-phantoms.bilayer: leaflet centres 25-35 Å apart, leaflet sigma 0.5-2 Å. A leaflet is rendered no sharper than
-sigma 0.5 voxel, as a narrower Gaussian sampled on the grid aliases: at 10 Å per voxel every leaflet is 0.5 voxel
-wide and the leaflets of a 30 Å bilayer are 3 voxels apart.
+phantoms.bilayer: leaflet centres 25-35 Å apart, leaflet sigma 3.5-5 Å (scene.LEAFLET_SIGMA). A leaflet is
+rendered no sharper than sigma 0.5 voxel, as a narrower Gaussian sampled on the grid aliases, with its peak lowered
+to keep its mass: at 10 Å per voxel every leaflet is 0.5 voxel wide and the leaflets of a 30 Å bilayer are 3
+voxels apart; at 40 Å the two leaflets merge into one faint line, as in a real tomogram binned that far.
 
 Labels (LABELS): 0 background; 1 membrane (cell boundaries, sheets, organelles, tori); 2 vesicle membrane (closed
 spheres and ellipsoids of radius 15 to about 60 nm); 3 filament (microtubule walls, actin); 4 macromolecule (protein
