@@ -47,6 +47,8 @@ def volume_shape(settings, v):
 
 
 def content_of(i, v):
+    if "content" in v:          # a split of one content only (such as microtubule crops)
+        return v["content"]
     if i % v["empty_every"] == v["empty_every"] - 1:
         return "empty"
     return "negatives" if i % v["negatives_every"] == v["negatives_every"] - 1 else "cell"
@@ -64,7 +66,11 @@ def make_volumes(cfg, split):
         seed = spec["seed"] + i
         name = os.path.join(folder, "raw_%05d" % seed)
         if not os.path.isfile(name + "_labels.mrc"):
-            settings = raw.draw_settings(np.random.default_rng([seed, 1]), content=content_of(i, v))
+            fixed = dict(content=content_of(i, v))
+            if "pixel_sizes" in v:  # a split may keep to a range of pixel sizes (Å), drawn log-uniformly
+                lo, hi = np.log(v["pixel_sizes"])
+                fixed["pixel_size"] = float(np.exp(np.random.default_rng([seed, 2]).uniform(lo, hi)))
+            settings = raw.draw_settings(np.random.default_rng([seed, 1]), **fixed)
             p = raw.generate_raw(volume_shape(settings, v), settings, seed)
             io.write(name + ".mrc", p.tomogram, settings.pixel_size)
             io.write_json(name + ".json", dict(raw.settings_record(settings), tilt_series_snr=p.snr, seed=seed))

@@ -79,3 +79,12 @@ def test_transferred_start_keeps_every_layer_that_fits_and_a_fresh_lstm(tmp_path
                 np.testing.assert_array_equal(a, b)
         assert not all(np.array_equal(a, b) for a, b in zip(start.get_layer("lstm").get_weights(),
                                                            source.get_layer("lstm").get_weights()))
+
+
+def test_a_split_may_hold_one_content_in_a_range_of_pixel_sizes(small_cfg):
+    small_cfg["volumes"]["microtubules"] = {"count": 2, "seed": 40000, "content": "microtubules",
+                                            "pixel_sizes": [15, 40]}
+    made = recipe.make_volumes(small_cfg, "microtubules")
+    settings = [json.load(open(t[:-4] + ".json")) for t, _ in made]
+    assert [s["content"] for s in settings] == ["microtubules", "microtubules"]
+    assert all(15 <= s["pixel_size"] <= 40 for s in settings)
