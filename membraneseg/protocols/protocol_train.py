@@ -133,7 +133,7 @@ class ProtMembraneSegTrain(EMProtocol):
                            "for tomograms, the slice model for 2D images) with settings sized for a few annotated "
                            "slices: %d epochs of %d batches at learning rate %g, the %s "
                            "loss, turns by 90°, no intensity or style augmentation (the slices come from the "
-                           "data to segment); about 4-7 minutes on 2 CPU cores. The job's log says what was "
+                           "data to segment); about 5-8 minutes on 2 CPU cores. The job's log says what was "
                            "chosen. No: set the training below yourself."
                            % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
         form.addParam("epochs", params.IntParam, condition="not quick",

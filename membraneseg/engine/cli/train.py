@@ -84,7 +84,7 @@ def add(sub):
                         "shipped model unless given (the tomogram model for --volume data, else the slice model), "
                         "%d epochs of %d batches at learning rate %g, the %s loss, turns by 90 degrees, no "
                         "intensity or style augmentation (the slices come from the data to segment; options given "
-                        "still win; the log says what was chosen). About 4-7 minutes on 2 CPU cores"
+                        "still win; the log says what was chosen). About 5-8 minutes on 2 CPU cores"
                         % (QUICK["epochs"], QUICK["steps_per_epoch"], QUICK["learning_rate"], QUICK["loss"]))
     p.add_argument("--epochs", type=int, help="maximum epochs (default %d)" % d.epochs)
     p.add_argument("--steps", type=int, help="batches per epoch (default %d)" % d.steps_per_epoch)
