@@ -85,7 +85,8 @@ def time_window(predictor, window, repeats=REPEATS):
 
 def profile_layers(preset, batch=8, patch=224):
     """Seconds and FLOPs per patch of each kind of layer, each layer timed alone (compiled) on its real input
-    shape; rewritten as prediction rewrites them (network.inference.optimise_for_inference). Returns {kind: [s, FLOPs]}."""
+    shape; rewritten as prediction rewrites them (network.inference.optimise_for_inference). Returns
+    {kind: [s, FLOPs]}."""
     import keras
     import tensorflow as tf
     from membraneseg.engine.network import inference, model as net

@@ -68,9 +68,7 @@ def context_slices(z, depth, k, spacing=1.0):
                     m = int(_mirror(np.array(i), depth))
                     terms[m] = terms.get(m, 0.0) + w / spacing
         else:
-            period = 2 * (depth - 1)
-            q = p % period
-            q = period - q if q > depth - 1 else q
+            q = float(_mirror(np.array(p, float), depth))
             below = min(int(np.floor(q + 1e-9)), depth - 1)
             w = q - below if q - below > 1e-6 else 0.0
             terms[below] = 1.0 - w
@@ -87,11 +85,11 @@ def blend_slices(slice_at, neighbours):
 
 
 def _mirror(i, n):
-    """Indices mirrored into 0..n-1 about the edges, however far outside they are."""
+    """Indices (or fractional positions) mirrored into [0, n - 1] about the edges, however far outside they are."""
     if n == 1:
         return np.zeros_like(i)
     i = np.abs(i) % (2 * (n - 1))
-    return np.where(i >= n, 2 * (n - 1) - i, i)
+    return np.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 def crop(a, r0, c0, size, fill=None, reflect=False):

@@ -2,11 +2,11 @@
 
 Membranes are smooth parametric surfaces (surfaces.py): spheres and ellipsoids (vesicles of many sizes, some
 nested, some touching; organelles with a double membrane; large cell-like boundaries crossing the volume), tori,
-and undulating sheets (single, or as ER-like cisternae of two). Filaments (microtubules, actin bundles) are worm-like paths that stop at membranes; particles are
-macromolecules of one to three lobes, in cytosolic clusters or sitting on membranes, and gold beads. Sizes are drawn
-in nm and converted with the voxel size; counts scale with the field of view. New structures keep clear of the
-membranes already placed (checked at points about 2 voxels apart, at most 20000 per surface), so bilayers do
-not cross inside the volume.
+and undulating sheets (single, or as ER-like cisternae of two). Filaments (microtubules, actin bundles) are
+worm-like paths that stop at membranes; particles are macromolecules of one to three lobes, in cytosolic clusters
+or sitting on membranes, and gold beads. Sizes are drawn in nm and converted with the voxel size; counts scale
+with the field of view. New structures keep clear of the membranes already placed (checked at points about 2
+voxels apart, at most 20000 per surface), so bilayers do not cross inside the volume.
 """
 from dataclasses import dataclass, field
 
