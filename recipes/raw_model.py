@@ -125,7 +125,8 @@ def train(cfg, arm_name):
                          rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
                          invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
                          start_model=os.path.join(ROOT, arm.get("start_model", cfg["start_model"])),
-                         synthetic_fraction=arm.get("real_fraction", 0.0))
+                         synthetic_fraction=arm.get("real_fraction", 0.0),
+                         max_upsampling=arm.get("max_upsampling"))
     config = data.resolve_start_model(config)
     # "more_volumes": further training splits of the config's volumes (such as one richer in negatives)
     train_items = [data.load_volume_pair(t, lab, config) for split in ["train"] + arm.get("more_volumes", [])

@@ -207,6 +207,24 @@ def test_z_spacing_follows_the_pixel_sizes(tmp_path):
     assert s.image.shape == (8, 64, 64) and s.z_spacing == 1.0
 
 
+def test_max_upsampling_trains_coarse_tomograms_where_segment_will_give_them(tmp_path):
+    """With max_upsampling 2, a 40 Å tomogram trains at 20 Å (as predict.working_pixel_size then segments it), a
+    15 Å one still at the model's 10 Å."""
+    from membraneseg.engine.segmentation.predict import working_pixel_size
+    tomo, labels = phantoms.simple_phantom((8, 32, 32), 40.0, seed=1)
+    io.write(str(tmp_path / "t.mrc"), tomo, 40.0)
+    io.write(str(tmp_path / "l.mrc"), labels, 40.0)
+    config = TrainConfig(pixel_size=10, max_upsampling=2.0)
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
+    assert s.image.shape == (8, 64, 64) and s.z_spacing == 0.5
+    card = type("Card", (), dict(pixel_size=10.0, max_upsampling=2.0))
+    assert working_pixel_size(card, 40.0) == data.working_pixel_size(config, 40.0) == 20.0
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config, pixel_size=15.0)
+    assert s.image.shape == (8, 48, 48) and s.z_spacing == 10.0 / 15.0
+    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), TrainConfig(pixel_size=10))
+    assert s.image.shape == (8, 128, 128) and s.z_spacing == 0.25          # unset: always up to 10 Å
+
+
 def test_2d_pair_with_a_recipe_is_what_prediction_feeds_the_network(tmp_path):
     """A 2D training image under a CLAHE recipe is CLAHE'd, then standardised, as prediction does with a model
     card's recipe; the mask is untouched."""
@@ -479,7 +497,7 @@ def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_pat
     io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
     io.write(str(tmp_path / "l.mrc"), partial, 10.0)
     config = TrainConfig(preset="tiny", patch=64, epochs=1, steps_per_epoch=2, batch_size=2, ignore_labels=[2],
-                         membrane_labels=[1])
+                         membrane_labels=[1], max_upsampling=2.0)
     s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
     assert (s.labels != data.IGNORE).sum() == 3 * 96 * 96
     sampler = patches.PatchSampler([s], config, 0)
@@ -490,6 +508,7 @@ def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_pat
     assert y.shape[-1] == 2 and 0 < y[..., 1].mean() <= 1
     card = loop.train([s], [s], config, str(tmp_path / "model"))
     assert 0 < card.threshold < 1
+    assert card.max_upsampling == 2.0          # the training's rule, for segment to give coarse tomograms the same
 
 
 def test_annotated_slices_leave_the_other_slices_out(tmp_path):

@@ -26,6 +26,9 @@ class TrainConfig:
     classes: int = 1
     patch: int = 224
     pixel_size: float = 10.0           # Å per pixel the model works at
+    max_upsampling: Optional[float] = None   # a coarser tomogram is upsampled by at most this factor and worked
+                                             # at its pixel size / factor, as `segment` then does (the card says
+                                             # so); None: always up to pixel_size
     epochs: int = 20
     steps_per_epoch: int = 50
     batch_size: int = 8

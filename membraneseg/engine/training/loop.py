@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 HISTORY_JSON = "training_history.json"
 CHECKPOINT_DIR = "checkpoint"
 # Settings an interrupted run must be resumed with: the checkpoint holds a network and optimizer built for them.
-RESUME_SETTINGS = ("preset", "context", "classes", "patch", "pixel_size", "loss", "start_model")
+RESUME_SETTINGS = ("preset", "context", "classes", "patch", "pixel_size", "max_upsampling", "loss", "start_model")
 
 
 def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=None, test_samples=(),
@@ -101,8 +101,10 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
 
     with open(history_path) as f:
         history = json.load(f)
-    # coarse tomograms were upsampled to the model's pixel size for training: prediction may do the same
-    upsampled = max([1.0] + [1.0 / s.z_spacing for s in train_samples if not s.is_2d and s.z_spacing > 0])
+    # coarse tomograms were upsampled to the model's pixel size for training (up to config.max_upsampling, if
+    # set): prediction may do the same
+    upsampled = config.max_upsampling or max([1.0] + [1.0 / s.z_spacing for s in train_samples
+                                                      if not s.is_2d and s.z_spacing > 0])
     card = modelfile.ModelCard(
         network=spec.to_dict(), pixel_size=config.pixel_size, patch=config.patch, threshold=threshold,
         max_upsampling=round(upsampled, 3) if upsampled > 1.01 else None,
