@@ -225,6 +225,15 @@ def test_max_upsampling_trains_coarse_tomograms_where_segment_will_give_them(tmp
     assert s.image.shape == (8, 128, 128) and s.z_spacing == 0.25          # unset: always up to 10 Å
 
 
+def test_fine_tuning_keeps_the_starting_models_largest_upsampling_unless_given():
+    from membraneseg.engine.network import modelfile
+    start = modelfile.default_model_path(volumes=True)
+    inherited = data.resolve_start_model(TrainConfig(start_model=start, pixel_size=None, patch=None))
+    assert inherited.max_upsampling == modelfile.read_card(start).max_upsampling > 1
+    given = data.resolve_start_model(TrainConfig(start_model=start, pixel_size=None, patch=None, max_upsampling=2.0))
+    assert given.max_upsampling == 2.0
+
+
 def test_2d_pair_with_a_recipe_is_what_prediction_feeds_the_network(tmp_path):
     """A 2D training image under a CLAHE recipe is CLAHE'd, then standardised, as prediction does with a model
     card's recipe; the mask is untouched."""

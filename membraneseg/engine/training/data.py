@@ -37,8 +37,9 @@ class Sample:
 
 
 def resolve_start_model(config):
-    """Fine-tuning keeps the starting model's network (preset, context, classes), and its pixel size and patch
-    when they are not given (None). Reads the card only, so it runs before any data is loaded at that size."""
+    """Fine-tuning keeps the starting model's network (preset, context, classes), and its pixel size, patch and
+    largest upsampling when they are not given (None), so that coarse tomograms train where the starting model
+    works on them. Reads the card only, so it runs before any data is loaded at that size."""
     if config.start_model:
         card = modelfile.read_card(config.start_model)
         config.preset, config.context, config.classes = (card.network[k] for k in ("preset", "context", "classes"))
@@ -46,6 +47,7 @@ def resolve_start_model(config):
                  config.context, config.classes)
         config.pixel_size = config.pixel_size or card.pixel_size
         config.patch = config.patch or card.patch
+        config.max_upsampling = config.max_upsampling or card.max_upsampling
     config.pixel_size = config.pixel_size or TrainConfig.pixel_size
     config.patch = config.patch or TrainConfig.patch
     return config
