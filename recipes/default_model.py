@@ -434,8 +434,7 @@ def final(cfg, arm_name, out):
         shutil.rmtree(out)
     os.replace(fresh, out)
     if os.path.abspath(out) == os.path.abspath(os.path.join(modelfile.WEIGHTS_DIR, "default")):
-        with open(modelfile.SHIPPED_SUMS, "w") as f:      # the pinned checksum the package checks at load
-            f.write("%s  default/%s\n" % (card.weights_sha256, modelfile.MODEL_WEIGHTS))
+        modelfile.pin_shipped(out, card.weights_sha256)     # the pinned checksum the package checks at load
     log.info("wrote %s", out)
 
 

@@ -5,6 +5,7 @@ inversion, so that it works on raw volumes of either polarity and keeps its skil
     python recipes/raw_model.py volumes            # simulate the training and validation volumes (cached)
     python recipes/raw_model.py train ARM          # fine-tune; rerun to resume after an interruption
     python recipes/raw_model.py all ARM            # both
+    python recipes/raw_model.py ship               # install the arm named by "ship" as the tomogram model
 
 Settings are in recipes/raw_model.json; the volumes and models go to recipes/runs/raw/ (not committed), logs to
 recipes/results/. bench/bench_volumes.py scores a model on simulated raw volumes it never saw.
@@ -155,9 +156,39 @@ def train(cfg, arm_name):
     return out
 
 
+def ship(cfg):
+    """Install the arm named in cfg["ship"] as the shipped tomogram model: its weights and history, its card with
+    the ship entry's name, test-time scales and benchmark figures (set by hand after measuring), the model it
+    replaces in provenance.previous, and the pinned checksum. Written beside, then swapped."""
+    import shutil
+    from membraneseg.engine.network import modelfile
+    spec = cfg["ship"]
+    source = os.path.join(RUNS, spec["arm"])
+    out = os.path.join(modelfile.WEIGHTS_DIR, modelfile.TOMOGRAM_MODEL_DIR)
+    card = modelfile.read_card(source)
+    old = modelfile.read_card(out)
+    if old.weights_sha256 == card.weights_sha256:
+        log.info("%s is already the shipped tomogram model", spec["arm"])
+        return
+    card.name, card.test_scales = spec["name"], spec["test_scales"]
+    card.provenance.update(benchmarks=spec["benchmarks"], previous=dict(
+        arm=old.provenance.get("arm", {}).get("name"), weights_sha256=old.weights_sha256,
+        benchmarks=old.provenance.get("benchmarks")))
+    fresh = out + ".new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    os.makedirs(fresh)
+    for name in (modelfile.MODEL_WEIGHTS, loop.HISTORY_JSON):
+        shutil.copy(os.path.join(source, name), fresh)
+    io.write_json(os.path.join(fresh, modelfile.MODEL_JSON), card.to_dict(), sort_keys=True)
+    shutil.rmtree(out)
+    os.replace(fresh, out)
+    modelfile.pin_shipped(out, card.weights_sha256)
+    log.info("shipped %s as %s (weights %s)", spec["arm"], out, card.weights_sha256[:8])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=("volumes", "train", "all"))
+    parser.add_argument("stage", choices=("volumes", "train", "all", "ship"))
     parser.add_argument("arm", nargs="?", help="arm name (train, all)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
     args = parser.parse_args()
@@ -165,6 +196,8 @@ def main():
     if args.threads:
         default_model.limit_threads(args.threads)
     cfg = load_config()
+    if args.stage == "ship":
+        return ship(cfg)
     if args.stage in ("volumes", "all"):
         for split in [k for k, spec in cfg["volumes"].items() if isinstance(spec, dict)]:
             make_volumes(cfg, split)

@@ -108,3 +108,13 @@ def test_segments_a_2d_image(phantom, tmp_path, caplog):
     mask = mask.reshape(ref.shape[1:])
     d = metrics.dice(mask > 0, ref[z])
     assert d > IMAGE_DICE_FLOOR, d
+
+
+def test_pinning_a_rebuilt_model_keeps_the_other_models_checksums(tmp_path, monkeypatch):
+    sums = tmp_path / "SHA256SUMS"
+    with open(modelfile.SHIPPED_SUMS) as real:
+        sums.write_text(real.read())
+    monkeypatch.setattr(modelfile, "SHIPPED_SUMS", str(sums))
+    before = modelfile.shipped_sha256(DEFAULT)
+    modelfile.pin_shipped(TOMOGRAMS, "ab" * 32)
+    assert modelfile.shipped_sha256(TOMOGRAMS) == "ab" * 32 and modelfile.shipped_sha256(DEFAULT) == before

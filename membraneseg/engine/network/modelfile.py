@@ -98,6 +98,19 @@ def shipped_sha256(folder):
     return pinned.get(os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR))
 
 
+def pin_shipped(folder, sha):
+    """Record ``sha`` as the pinned checksum of the shipped model ``folder`` (for the recipes that rebuild one),
+    keeping the other models' lines."""
+    key = os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR)
+    pinned = {}
+    if os.path.isfile(SHIPPED_SUMS):
+        with open(SHIPPED_SUMS) as f:
+            pinned = dict(reversed(line.split()) for line in f if line.strip())
+    pinned[key] = sha
+    with open(SHIPPED_SUMS, "w") as f:
+        f.writelines("%s  %s\n" % (v, k) for k, v in sorted(pinned.items()))
+
+
 def read_card(path) -> ModelCard:
     return read_json_card(model_folder(path), MODEL_JSON, ModelCard, MODEL_FORMAT, "model card",
                           "is this a membraneseg model folder?")
