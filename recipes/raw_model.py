@@ -173,7 +173,7 @@ def ship(cfg):
     card.name, card.test_scales = spec["name"], spec["test_scales"]
     card.provenance.update(benchmarks=spec["benchmarks"], previous=dict(
         arm=old.provenance.get("arm", {}).get("name"), weights_sha256=old.weights_sha256,
-        benchmarks=old.provenance.get("benchmarks")))
+        benchmarks=old.provenance.get("benchmarks"), previous=old.provenance.get("previous")))
     fresh = out + ".new"
     shutil.rmtree(fresh, ignore_errors=True)
     os.makedirs(fresh)
