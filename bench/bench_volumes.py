@@ -46,9 +46,11 @@ CONDITIONS = [("reference", {}),
               ("no ice, no carbon", dict(content="negatives")),
               ("negatives 40 Å", dict(content="negatives", pixel_size=40.0)),
               ("microtubules", dict(content="microtubules")),
+              ("microtubules 30 Å", dict(content="microtubules", pixel_size=30.0)),
               ("microtubules 40 Å", dict(content="microtubules", pixel_size=40.0)),
               ("empty", dict(content="empty"))]
-MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 40 Å", "empty")
+MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 30 Å",
+                 "microtubules 40 Å", "empty")
 SEED = 900
 TOLERANCE = 2
 MAX_DEPTH, FIELD, SIDES = 64, 5120.0, (96, 256)

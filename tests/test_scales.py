@@ -15,11 +15,35 @@ def ramp(shape):
     return 0.5 * z + 0.25 * y - 0.125 * x
 
 
-def test_factors_start_at_one_and_refuse_reductions_below_one():
+def test_factors_start_at_one_and_refuse_factors_not_over_zero():
     assert scales.check_factors([4, 2, 2]) == [1.0, 2.0, 4.0]
     assert scales.check_factors([1]) == [1.0]
-    with pytest.raises(ValueError, match="--scales.*0.5"):
-        scales.check_factors([1, 0.5])
+    assert scales.check_factors([2, 0.5]) == [1.0, 0.5, 2.0]
+    with pytest.raises(ValueError, match="--scales.*0 "):
+        scales.check_factors([1, 0, 2])
+
+
+def test_finer_passes_only_for_volumes_coarser_than_the_models_upsampling():
+    """A 10 Å model upsampling up to 2x works a 40 Å volume at 20 Å: factor 0.5 adds a pass at 10 Å; a 30 Å one
+    (worked at 15 Å) gets 10 Å, not 7.5; 10 and 20 Å volumes are already worked at 10 Å and get none."""
+    assert scales.finer_passes([1, 0.5, 2, 4], 20.0, 10.0) == [10.0]
+    assert scales.finer_passes([1, 0.5, 2, 4], 15.0, 10.0) == [10.0]
+    assert scales.finer_passes([1, 0.5, 2, 4], 10.0, 10.0) == []
+    assert scales.finer_passes([1, 2, 4], 20.0, 10.0) == []
+
+
+def test_a_finer_pass_is_averaged_with_the_others():
+    calls, seen = [], []
+
+    def segment(data, px, prob, mask, work=None):
+        calls.append((data.shape, px))
+        seen.append(work)
+        prob[:] = 1.0 if work else 0.0                   # only the finer pass finds anything
+    data = np.zeros((8, 32, 32), np.float32)
+    prob, mask = np.zeros(data.shape, np.float32), np.zeros(data.shape, np.uint8)
+    scales.segment_scales(segment, data, 40.0, [1, 0.5, 2], prob, mask, 0.4, "t", finer=[10.0])
+    assert seen == [None, 10.0] and calls == [((8, 32, 32), 40.0)] * 2        # the 80 Å copy is skipped
+    assert np.allclose(prob, 0.5) and mask.all()
 
 
 def test_coarser_copy_keeps_positions_centre_aligned():
@@ -102,13 +126,13 @@ def test_card_and_command_line_set_the_scales(tiny_model):
     assert Predictor(tiny_model, test_scales=[1, 2]).scales == [1.0, 2.0]
     assert Predictor(tiny_model, test_scales=[1, 2]).planar_scales and not Predictor(tiny_model).planar_scales
     shipped = modelfile.read_card(modelfile.default_model_path(volumes=True))
-    assert shipped.test_scales == [1.0, 2.0, 4.0]
+    assert shipped.test_scales == [0.5, 1.0, 2.0, 4.0]
     vol = np.random.default_rng(1).normal(size=(8, 96, 96)).astype(np.float32)
     prob, mask = Predictor(tiny_model, test_scales=[1, 2]).predict_array(vol, pixel_size=10.0)
     assert prob.shape == vol.shape and mask.shape == vol.shape and 0 <= prob.min() and prob.max() <= 1
 
 
-def test_cli_refuses_factors_under_one(tmp_path):
+def test_cli_refuses_factors_not_over_zero(tmp_path):
     out = subprocess.run([sys.executable, "-m", "membraneseg.engine", "segment", str(tmp_path), "-o",
-                          str(tmp_path / "o"), "--scales", "1", "0.5"], capture_output=True, text=True)
+                          str(tmp_path / "o"), "--scales", "1", "-0.5"], capture_output=True, text=True)
     assert out.returncode != 0 and "--scales" in out.stderr

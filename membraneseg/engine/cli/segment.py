@@ -31,11 +31,14 @@ def add(sub):
                         "tomograms with models trained at 10 Å only); finer inputs are always brought down to the "
                         "model's" % MAX_UPSAMPLING)
     p.add_argument("--scales", type=float, nargs="+", metavar="F",
-                   help="test-time scales: factors (1 or more) by which a volume (or a 2D image, in-plane) is also "
+                   help="test-time scales: factors over 1 by which a volume (or a 2D image, in-plane) is also "
                         "smoothed and made coarser before segmenting it again; the probability maps are "
-                        "averaged. Each factor adds at most the time of one pass (a volume's copy has f times fewer "
-                        "slices), and copies coarser than %g Å/pixel are skipped. 1 turns it off (default: what "
-                        "the model's card says, for volumes only; the shipped tomogram model: 1 2 4)" % COARSEST)
+                        "averaged. Each adds at most the time of one pass (a volume's copy has f times fewer "
+                        "slices), and copies coarser than %g Å/pixel are skipped. A factor under 1 segments a "
+                        "volume coarser than the model's largest upsampling allows once more, with the network at "
+                        "f times the pixel size of the first pass (never finer than the model's). 1 turns it off "
+                        "(default: what the model's card says, for volumes only; the shipped tomogram model: 0.5 1 "
+                        "2 4)" % COARSEST)
     p.add_argument("--volumes-only", action="store_true",
                    help="refuse 2D images (the Scipion protocols, whose inputs are tomograms, ask for this)")
     p.add_argument("--mode", choices=tuple(MODES), default="default",

@@ -228,16 +228,18 @@ class Predictor:
 
     def _segment_scaled(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
         """_segment_volume at each test-time scale, the probability maps averaged."""
-        def segment(data, px, prob, mask):
-            self._segment_volume(vol._replace(data=data), px, threshold, overlap, prob, mask, progress, sign)
+        def segment(data, px, prob, mask, work=None):
+            self._segment_volume(vol._replace(data=data), px, threshold, overlap, prob, mask, progress, sign, work)
+        finer = scales.finer_passes(self.scales, self.working_pixel_size(px_in), self.card.pixel_size)
         scales.segment_scales(segment, vol.data, px_in, self.scales, prob_out, mask_out, threshold, vol.path,
-                              self.planar_scales)
+                              self.planar_scales, finer)
 
-    def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1):
+    def _segment_volume(self, vol, px_in, threshold, overlap, prob_out, mask_out, progress, sign=1, work=None):
+        """One pass; ``work``: the pixel size the network works at (default: working_pixel_size)."""
         depth, rows, cols = vol.data.shape
         stats = preprocess.robust_stats(vol.data)
         io.release(vol.data)      # sampling touched up to 64 whole slices of a memory-mapped input
-        work = self.working_pixel_size(px_in)
+        work = work or self.working_pixel_size(px_in)
         model_shape = preprocess.scaled_shape((rows, cols), px_in, work)
         win = self.window_for(model_shape)
         work_shape = tiling.padded_shape(model_shape, win)
