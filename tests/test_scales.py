@@ -136,3 +136,19 @@ def test_cli_refuses_factors_not_over_zero(tmp_path):
     out = subprocess.run([sys.executable, "-m", "membraneseg.engine", "segment", str(tmp_path), "-o",
                           str(tmp_path / "o"), "--scales", "1", "-0.5"], capture_output=True, text=True)
     assert out.returncode != 0 and "--scales" in out.stderr
+
+
+def test_a_coarse_tomogram_gets_its_finer_pass_through_segment_file(tiny_model, tmp_path, caplog):
+    """tiny_model never upsamples (no max_upsampling in its card): a 40 Å tomogram is worked at 40 Å, and factor
+    0.5 adds a pass at 20 Å, written into the memory-mapped outputs."""
+    from membraneseg.engine.core import io
+    from membraneseg.engine.segmentation.predict import Predictor
+    caplog.set_level("INFO")
+    vol = np.random.default_rng(3).normal(size=(6, 40, 40)).astype(np.float32)
+    io.write(str(tmp_path / "t.mrc"), vol, 40.0)
+    mask_path, prob_path = Predictor(tiny_model, test_scales=[0.5, 1]).segment_file(
+        str(tmp_path / "t.mrc"), str(tmp_path / "out"), progress=False)
+    assert "finer test-time pass: the network at 20.00 Å" in caplog.text
+    prob = io.read(prob_path).data
+    assert prob.shape == vol.shape and 0 <= prob.min() and prob.max() <= 1
+    assert io.read(mask_path).data.shape == vol.shape
