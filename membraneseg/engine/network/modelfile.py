@@ -89,24 +89,27 @@ def default_model_path(volumes=False):
     return os.path.join(WEIGHTS_DIR, TOMOGRAM_MODEL_DIR if volumes else DEFAULT_MODEL_DIR)
 
 
+def _pinned():
+    """{weights path under WEIGHTS_DIR: pinned checksum}, from SHIPPED_SUMS (empty without one)."""
+    if not os.path.isfile(SHIPPED_SUMS):
+        return {}
+    with open(SHIPPED_SUMS) as f:
+        return dict(reversed(line.split()) for line in f if line.strip())
+
+
+def _pinned_key(folder):
+    return os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR)
+
+
 def shipped_sha256(folder):
     """The pinned checksum of a model folder shipped in the package (None for any other folder)."""
-    if not os.path.isfile(SHIPPED_SUMS):
-        return None
-    with open(SHIPPED_SUMS) as f:
-        pinned = dict(reversed(line.split()) for line in f if line.strip())
-    return pinned.get(os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR))
+    return _pinned().get(_pinned_key(folder))
 
 
 def pin_shipped(folder, sha):
     """Record ``sha`` as the pinned checksum of the shipped model ``folder`` (for the recipes that rebuild one),
     keeping the other models' lines."""
-    key = os.path.relpath(os.path.join(folder, MODEL_WEIGHTS), WEIGHTS_DIR)
-    pinned = {}
-    if os.path.isfile(SHIPPED_SUMS):
-        with open(SHIPPED_SUMS) as f:
-            pinned = dict(reversed(line.split()) for line in f if line.strip())
-    pinned[key] = sha
+    pinned = dict(_pinned(), **{_pinned_key(folder): sha})
     with open(SHIPPED_SUMS, "w") as f:
         f.writelines("%s  %s\n" % (v, k) for k, v in sorted(pinned.items()))
 

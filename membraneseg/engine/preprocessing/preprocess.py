@@ -98,6 +98,13 @@ def scaled_shape(shape, from_pixel, to_pixel):
     return tuple(max(1, int(round(s * f))) for s in shape)
 
 
+def working_pixel_size(model_pixel, pixel, max_upsampling=None):
+    """The pixel size a tomogram of ``pixel`` Å is given to a model of ``model_pixel`` Å at, in training and in
+    segmentation alike: the model's, unless that means upsampling it by more than ``max_upsampling`` (None: no
+    bound)."""
+    return max(model_pixel, pixel / max_upsampling) if max_upsampling else model_pixel
+
+
 def resize_nearest(labels, shape):
     """Resample a label image to ``shape`` without inventing labels."""
     import cv2

@@ -60,7 +60,7 @@ def largest_upsampling(card, asked=None):
 def working_pixel_size(card, px_in, asked=None):
     """The pixel size an input of ``px_in`` Å is segmented at: the model's, unless that means upsampling the
     input by more than largest_upsampling(card, asked)."""
-    return max(card.pixel_size, px_in / largest_upsampling(card, asked))
+    return preprocess.working_pixel_size(card.pixel_size, px_in, largest_upsampling(card, asked))
 
 
 class Predictor:

@@ -210,19 +210,13 @@ def _resample(image, labels, px, config, source, is_2d, group="", unannotated=No
     if unknown is not None:
         labels = np.where(unknown, IGNORE, labels).astype(np.uint8)
         log.info("%s: %d of %d voxels annotated", source, int((~unknown).sum()), unknown.size)
-    work = working_pixel_size(config, px) if not is_2d else config.pixel_size
+    work = preprocess.working_pixel_size(config.pixel_size, px, None if is_2d else config.max_upsampling)
     shape = preprocess.scaled_shape(image.shape[1:], px, work)
     if shape != tuple(image.shape[1:]):
         image = np.stack([preprocess.resize_slice(s, shape) for s in image])
         labels = np.stack([preprocess.resize_nearest(s.astype(np.uint8), shape) for s in labels])
     return Sample(image.astype(np.float32), labels.astype(np.uint8), str(source), is_2d, group,
                   1.0 if is_2d else work / px)
-
-
-def working_pixel_size(config, px):
-    """The pixel size a tomogram of ``px`` Å is trained at: the model's, unless that means upsampling it by more
-    than config.max_upsampling (the rule segmentation/predict.working_pixel_size applies to the card)."""
-    return max(config.pixel_size, px / config.max_upsampling) if config.max_upsampling else config.pixel_size
 
 
 def split_by_source(items, fractions=(0.70, 0.15, 0.15), seed=0):
