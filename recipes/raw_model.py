@@ -68,6 +68,8 @@ def make_volumes(cfg, split):
         name = os.path.join(folder, "raw_%05d" % seed)
         if not os.path.isfile(name + "_labels.mrc"):
             fixed = dict(content=content_of(i, v))
+            # a split may force the film edge and ice contamination into every volume (hard negatives)
+            fixed.update({k: v[k] for k in ("carbon", "contamination") if k in v})
             if "pixel_sizes" in v:  # a split may keep to a range of pixel sizes (Å), drawn log-uniformly
                 lo, hi = np.log(v["pixel_sizes"])
                 fixed["pixel_size"] = float(np.exp(np.random.default_rng([seed, 2]).uniform(lo, hi)))
@@ -127,7 +129,10 @@ def train(cfg, arm_name):
                          invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
                          start_model=os.path.join(ROOT, arm.get("start_model", cfg["start_model"])),
                          synthetic_fraction=arm.get("real_fraction", 0.0),
-                         max_upsampling=arm.get("max_upsampling"))
+                         max_upsampling=arm.get("max_upsampling"),
+                         # "ignore_labels": [7] leaves out the membrane the missing wedge hides, which no annotator
+                         # could trace and bench_volumes does not score, instead of teaching it as background
+                         ignore_labels=arm.get("ignore_labels", []))
     config = data.resolve_start_model(config)
     # "more_volumes": further training splits of the config's volumes (such as one richer in negatives)
     train_items = [data.load_volume_pair(t, lab, config) for split in ["train"] + arm.get("more_volumes", [])
