@@ -4,7 +4,8 @@ of voxels called membrane in volumes that hold none.
 Conditions vary one thing at a time around the reference acquisition (10 Å, 100 e/Å², 4 µm underfocus, 300 kV,
 ±60° every 3°, 200 nm of ice, WBP, raw look, dark density): the dose, the defocus, the pixel size, the look, the
 polarity (every condition is also run inverted), and negatives (microtubules, actin, dense particles, gold, a carbon
-edge and ice contamination, no membrane; and the same without carbon and ice, at 10 and 40 Å) and empty volumes (ice and noise). Volumes come from fixed seeds (900 on),
+edge and ice contamination, no membrane; the same with the ice dark, as diffraction makes real crystals; and the same
+without carbon and ice, at 10 and 40 Å) and empty volumes (ice and noise). Volumes come from fixed seeds (900 on),
 disjoint from the training recipe's (recipes/raw_model.json), so every model sees the same volumes.
 
     .venv/bin/python bench/bench_volumes.py --model membraneseg/weights/default recipes/runs/raw/raw-ft-e60
@@ -43,13 +44,15 @@ CONDITIONS = [("reference", {}),
               ("40 Å", dict(pixel_size=40.0)),
               ("lowpass", dict(look="lowpass")), ("eed", dict(look="eed")), ("denoised", dict(look="denoised")),
               ("negatives", dict(content="negatives", carbon=True, contamination=True)),
+              ("negatives, dark ice", dict(content="negatives", carbon=True, contamination=True,
+                                           ice_absorption=0.6)),
               ("no ice, no carbon", dict(content="negatives")),
               ("negatives 40 Å", dict(content="negatives", pixel_size=40.0)),
               ("microtubules", dict(content="microtubules")),
               ("microtubules 30 Å", dict(content="microtubules", pixel_size=30.0)),
               ("microtubules 40 Å", dict(content="microtubules", pixel_size=40.0)),
               ("empty", dict(content="empty"))]
-MEMBRANE_FREE = ("negatives", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 30 Å",
+MEMBRANE_FREE = ("negatives", "negatives, dark ice", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 30 Å",
                  "microtubules 40 Å", "empty")
 SEED = 900
 TOLERANCE = 2

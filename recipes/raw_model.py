@@ -68,8 +68,11 @@ def make_volumes(cfg, split):
         name = os.path.join(folder, "raw_%05d" % seed)
         if not os.path.isfile(name + "_labels.mrc"):
             fixed = dict(content=content_of(i, v))
-            # a split may force the film edge and ice contamination into every volume (hard negatives)
+            # a split may force the film edge and ice contamination into every volume (hard negatives), and
+            # make the ice absorb: "ice_absorption": [low, high], drawn uniformly per volume
             fixed.update({k: v[k] for k in ("carbon", "contamination") if k in v})
+            if "ice_absorption" in v:
+                fixed["ice_absorption"] = float(np.random.default_rng([seed, 3]).uniform(*v["ice_absorption"]))
             if "pixel_sizes" in v:  # a split may keep to a range of pixel sizes (Å), drawn log-uniformly
                 lo, hi = np.log(v["pixel_sizes"])
                 fixed["pixel_size"] = float(np.exp(np.random.default_rng([seed, 2]).uniform(lo, hi)))

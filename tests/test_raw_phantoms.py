@@ -167,6 +167,23 @@ def test_negatives_hold_no_membrane_and_empty_volumes_hold_nothing():
     assert not empty.labels.any()
 
 
+def test_absorbing_ice_is_darker_and_phase_only_ice_keeps_its_volumes():
+    """Diffraction by crystalline ice removes electrons: with ice_absorption the crystals come out darker than as
+    phase objects. Off (the default), the volume is the one made before the option existed: same draws."""
+    plain = small_settings(content="negatives", contamination=True, pixel_size=20.0)
+    phase_only = raw.generate_raw((32, 96, 96), plain, seed=11)
+    again = raw.generate_raw((32, 96, 96), raw.RawSettings(**dict(vars(plain), ice_absorption=0.0)), seed=11)
+    np.testing.assert_array_equal(again.tomogram, phase_only.tomogram)
+    dark = raw.generate_raw((32, 96, 96), raw.RawSettings(**dict(vars(plain), ice_absorption=0.6)), seed=11)
+    ice = [p.labels == negatives.LABELS["contamination"] for p in (phase_only, dark)]
+    assert ice[0].any() and ice[1].any()
+    contrast = [p.tomogram[i].mean() - p.tomogram[~i].mean() for p, i in zip((phase_only, dark), ice)]
+    assert contrast[1] < contrast[0] - 0.5
+    assert negatives.attenuation(0.6) * 1000 == pytest.approx(-np.log(0.4))
+    with pytest.raises(ValueError, match="ice absorption"):
+        raw.RawSettings(ice_absorption=1.0).check()
+
+
 def test_microtubule_crops_hold_microtubules_and_no_membrane():
     p = raw.generate_raw((32, 128, 128), small_settings(content="microtubules"), seed=9)
     assert not np.isin(p.labels, MEMBRANE_LABELS).any()
@@ -178,7 +195,7 @@ def test_microtubule_crops_hold_microtubules_and_no_membrane():
 def test_phantoms_command_writes_raw_tomograms_with_their_settings(tmp_path):
     assert cli.main(["phantoms", "-o", str(tmp_path), "--kind", "raw", "--count", "2", "--shape", "24", "48", "48",
                      "--voxel-size", "20", "--defocus", "-3", "--dose", "90", "--look", "raw",
-                     "--polarity", "bright", "--tilt-step", "5"]) == 0
+                     "--polarity", "bright", "--tilt-step", "5", "--ice-absorption", "0.5"]) == 0
     for i in range(2):
         tomo = io.read(str(tmp_path / ("phantom_%03d.mrc" % i)))
         labels = io.read(str(tmp_path / ("phantom_%03d_labels.mrc" % i)))
@@ -186,7 +203,7 @@ def test_phantoms_command_writes_raw_tomograms_with_their_settings(tmp_path):
         with open(tmp_path / ("phantom_%03d.json" % i)) as f:
             record = json.load(f)
         assert record["defocus"] == 30000.0 and record["dose"] == 90.0 and record["polarity"] == "bright"
-        assert record["tilt_step"] == 5.0 and record["seed"] == i
+        assert record["tilt_step"] == 5.0 and record["seed"] == i and record["ice_absorption"] == 0.5
     with pytest.raises(SystemExit, match="voxel-size"):
         cli.main(["phantoms", "-o", str(tmp_path / "bad"), "--kind", "raw", "--voxel-size", "-1"])
 

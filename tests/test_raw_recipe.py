@@ -90,10 +90,11 @@ def test_a_split_may_hold_one_content_in_a_range_of_pixel_sizes(small_cfg):
     assert all(15 <= s["pixel_size"] <= 40 for s in settings)
 
 
-def test_a_split_may_put_a_film_edge_and_ice_in_every_volume(small_cfg):
+def test_a_split_may_put_a_film_edge_and_dark_ice_in_every_volume(small_cfg):
     small_cfg["volumes"]["hard"] = {"count": 2, "seed": 43000, "negatives_every": 2, "empty_every": 100,
-                                    "carbon": True, "contamination": True}
+                                    "carbon": True, "contamination": True, "ice_absorption": [0.3, 0.9]}
     made = recipe.make_volumes(small_cfg, "hard")
     records = [json.load(open(t[:-4] + ".json")) for t, _ in made]
     assert [r["content"] for r in records] == ["cell", "negatives"]
-    assert all(r["carbon"] and r["contamination"] for r in records)
+    assert all(r["carbon"] and r["contamination"] and 0.3 <= r["ice_absorption"] <= 0.9 for r in records)
+    assert records[0]["ice_absorption"] != records[1]["ice_absorption"]

@@ -79,6 +79,10 @@ def add(sub):
                         "particles; empty: ice and noise alone (default cell)")
     g.add_argument("--carbon", choices=("yes", "no"), help="a carbon film edge crossing the field (random 25%%)")
     g.add_argument("--contamination", choices=("yes", "no"), help="ice crystals on the surfaces (random 25%%)")
+    g.add_argument("--ice-absorption", type=float, metavar="F", default=0.0,
+                   help="fraction (0-0.99) of the electrons 100 nm of crystalline ice removes by diffraction, "
+                        "which makes the crystals dark, as real contamination is; 0 draws them as phase objects "
+                        "only, as the training volumes of the shipped models were (default 0)")
     compute_options(p)
     p.set_defaults(func=run, needs_tensorflow=False)
 
@@ -93,7 +97,8 @@ def raw_settings(args, rng):
         dose=args.dose, scheme=args.dose_scheme, tilt_range=args.tilt_range, tilt_step=args.tilt_step,
         thickness=None if args.thickness is None else args.thickness * 10, misalignment=args.misalignment,
         detector_noise=args.detector_noise, reconstruction=args.reconstruction, look=args.look,
-        polarity=args.polarity, content=args.content, carbon=yes[args.carbon], contamination=yes[args.contamination])
+        polarity=args.polarity, content=args.content, carbon=yes[args.carbon], contamination=yes[args.contamination],
+        ice_absorption=args.ice_absorption)
 
 
 def run(args):

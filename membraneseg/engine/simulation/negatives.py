@@ -42,8 +42,18 @@ def add_carbon_edge(density, labels, voxel_size, rng):
     return bool((outside > 0).any() and (outside < 0).any())
 
 
-def add_contamination(density, labels, voxel_size, rng, count=None):
-    """Ice crystals of 20-80 nm radius sitting on the top or bottom surface of the slab (partly outside it)."""
+def attenuation(removed):
+    """Attenuation per Å of crystalline ice that removes the fraction ``removed`` of the electrons along 100 nm."""
+    return -np.log1p(-min(float(removed), 0.99)) / 1000.0
+
+
+def add_contamination(density, labels, voxel_size, rng, count=None, absorption=None, removed=0.6):
+    """Ice crystals of 20-80 nm radius sitting on the top or bottom surface of the slab (partly outside it).
+
+    ``absorption`` (an array like ``density``, or None): where to draw the crystals' amplitude contrast, as an
+    attenuation per Å. A crystal near a zone axis scatters electrons out of the objective aperture (Bragg
+    diffraction), so it is darker than its phase contrast alone makes it: ``removed`` is the fraction of electrons
+    100 nm of it removes, varied 0.5-1.5 times per crystal with its orientation."""
     nz, ny, nx = density.shape
     nm = 10.0 / voxel_size
     count = rng.integers(1, 4) if count is None else count
@@ -62,3 +72,5 @@ def add_contamination(density, labels, voxel_size, rng, count=None):
         body = 0.5 - 0.5 * np.tanh((r - 1.0) * radius / 0.7)
         density[box] += CONTAMINATION * body * _texture(body.shape, rng, sigma=2.0, amount=0.15)
         labels[box][body >= 0.5] = LABELS["contamination"]
+        if absorption is not None:      # drawn only then, so that phase-only volumes keep their random stream
+            absorption[box] += attenuation(removed) * rng.uniform(0.5, 1.5) * body

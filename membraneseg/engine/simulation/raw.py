@@ -56,6 +56,9 @@ class RawSettings:
     content: str = "cell"
     carbon: bool = False
     contamination: bool = False
+    # fraction of the electrons 100 nm of crystalline ice removes by diffraction (amplitude contrast); 0: the
+    # crystals are phase objects only, as in the volumes of the recipes up to tomogram model version 3
+    ice_absorption: float = 0.0
 
     def check(self):
         for name, allowed in (("look", LOOKS), ("content", CONTENTS), ("scheme", SCHEMES),
@@ -66,6 +69,8 @@ class RawSettings:
             raise ValueError("pixel size, voltage, defocus, dose, tilt step and thickness must be positive")
         if not (0 <= self.amplitude < 1 and 0 <= self.tilt_range <= 90):
             raise ValueError("amplitude contrast must be in [0, 1) and the tilt range in [0, 90] degrees")
+        if not 0 <= self.ice_absorption < 1:
+            raise ValueError("ice absorption is a fraction of the electrons, in [0, 1)")
         return self
 
 
@@ -112,12 +117,13 @@ class RawPhantom(NamedTuple):
     vesicles: tuple = ()    # the scene's vesicles (simulate.truth_vesicles)
 
 
-def tilt_series(density, settings, rng, angles, gain=1.0):
+def tilt_series(density, settings, rng, angles, gain=1.0, absorption=None):
     """(noisy, noiseless) tilt series of ``density`` as I / I0 - 1, both misaligned alike; ``gain`` multiplies
-    the dose."""
+    the dose; ``absorption`` (attenuation per Å, or None) dims the images where it is."""
     s = settings
     px = s.pixel_size
     phase = optics.interaction_constant(s.kv) * optics.CONTRAST_VOLTS * px * tomography.project(density, angles)
+    transmitted = None if absorption is None else np.exp(-px * tomography.project(absorption, angles))
     per_tilt = s.dose / len(angles)
     position = optics.dose_order(angles, s.scheme)
     mfp = optics.mean_free_path(s.kv)
@@ -127,6 +133,8 @@ def tilt_series(density, settings, rng, angles, gain=1.0):
         t = optics.transfer(phase[i].shape, px, defocus, s.cs, s.kv, s.amplitude, s.envelope_b,
                             position[i] * per_tilt, per_tilt)
         clean[i] = optics.image_contrast(phase[i], t)
+        if transmitted is not None:
+            clean[i] = (1.0 + clean[i]) * transmitted[i] - 1.0
         electrons = gain * per_tilt * px * px * np.exp(-s.thickness / np.cos(np.deg2rad(theta)) / mfp)
         noisy[i] = optics.expose(clean[i], electrons, rng, s.detector_noise)
         if s.phase_flip:
@@ -169,7 +177,7 @@ def generate_raw(shape, settings, seed=0):
         timings[stage] = round(now - clock[0], 3)
         clock[0] = now
 
-    vesicles = ()
+    vesicles, absorption = (), None
     if s.content == "empty":
         density, labels = np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
     else:
@@ -181,16 +189,19 @@ def generate_raw(shape, settings, seed=0):
         if s.carbon:
             negatives.add_carbon_edge(density, labels, s.pixel_size, rng)
         if s.contamination:
-            negatives.add_contamination(density, labels, s.pixel_size, rng)
+            absorption = np.zeros(shape, np.float32) if s.ice_absorption > 0 else None
+            negatives.add_contamination(density, labels, s.pixel_size, rng, absorption=absorption,
+                                        removed=s.ice_absorption)
     lap("scene")
     angles = tomography.tilt_angles(s.tilt_range, s.tilt_step)
-    noisy, clean = tilt_series(density, s, rng, angles)
+    noisy, clean = tilt_series(density, s, rng, angles, absorption=absorption)
     snr = float(clean.var(dtype=np.float64) / max(float((noisy - clean).var(dtype=np.float64)), 1e-30))
     lap("tilt series")
     rec = reconstruct(noisy, angles, shape[0], s)
     denoised = None
     if s.look == "denoised":
-        denoised = reconstruct(tilt_series(density, s, rng, angles, s.denoise_gain)[0], angles, shape[0], s)
+        denoised = reconstruct(tilt_series(density, s, rng, angles, s.denoise_gain, absorption)[0], angles,
+                               shape[0], s)
     lap("reconstruction")
     rec = apply_look(rec, s, denoised)
     lap("look")
