@@ -35,6 +35,8 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=950)
     parser.add_argument("--conditions", nargs="+", default=CONDITIONS)
+    parser.add_argument("--smoothing", nargs="+", default=[n for n, _ in SMOOTHING],
+                        help="which smoothings to try (default all: %s)" % ", ".join(n for n, _ in SMOOTHING))
     parser.add_argument("--offsets", type=float, nargs="+", default=(-0.1, -0.05, 0.0),
                         help="thresholds tried, as offsets from the card's")
     args = parser.parse_args()
@@ -48,7 +50,7 @@ def main():
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             tomo, truth, hidden, px = bench.volume(name, changes, "dark", seed)
             prob, _ = predictor.predict_array(tomo, pixel_size=px, polarity="auto")
-            for label, sigma in SMOOTHING:
+            for label, sigma in [m for m in SMOOTHING if m[0] in args.smoothing]:
                 smooth = prob if sigma is None else ndimage.gaussian_filter(prob, sigma, mode="nearest")
                 for off in args.offsets:
                     s = bench.score(smooth >= base + off, truth, hidden)

@@ -5,6 +5,7 @@ inversion, so that it works on raw volumes of either polarity and keeps its skil
     python recipes/raw_model.py volumes            # simulate the training and validation volumes (cached)
     python recipes/raw_model.py train ARM          # fine-tune; rerun to resume after an interruption
     python recipes/raw_model.py all ARM            # both
+    python recipes/raw_model.py calibrate [ARM]    # its threshold for the ship's test-time scales
     python recipes/raw_model.py ship               # install the arm named by "ship" as the tomogram model
 
 Settings are in recipes/raw_model.json; the volumes and models go to recipes/runs/raw/ (not committed), logs to
@@ -164,6 +165,56 @@ def train(cfg, arm_name):
     return out
 
 
+MAX_MARKED = 0.003   # of membrane-free voxels: the project's target for volumes without membrane
+
+
+def calibrate(cfg, arm_name, factors=None, max_marked=MAX_MARKED, out_dir=os.path.join(HERE, "results")):
+    """The threshold of highest boundary-tolerant Dice (2 voxels, as bench_volumes scores), pooled over the
+    validation volumes segmented as ``segment`` does (the ship entry's test-time scales, polarity measured), among
+    those that call at most ``max_marked`` of the membrane-free validation volumes membrane. The trainer
+    calibrates on single-pass validation patches and plain Dice; averaging the maps of several scales lowers their
+    peaks, so that threshold is too strict for the card's scales, and plain Dice penalises a mask one voxel too
+    thick as much as a missed membrane. Membrane the missing wedge hides counts neither way. Writes the curve to
+    recipes/results/calibrate-ARM.txt and returns (threshold, tolerant Dice)."""
+    from membraneseg.engine.measurement import metrics
+    from membraneseg.engine.segmentation.predict import Predictor
+    from membraneseg.engine.simulation.simulate import HIDDEN_LABEL, MEMBRANE_LABELS
+    factors = factors or cfg["ship"]["test_scales"]
+    predictor = Predictor(os.path.join(RUNS, arm_name), test_scales=factors)
+    grid = np.round(np.arange(0.2, 0.601, 0.025), 3)
+    counts = np.zeros((len(grid), 4))
+    free_marked, free_voxels = np.zeros(len(grid)), 0
+    # "calibration": the splits to calibrate on (default the validation volumes); none of them trains a model
+    splits = cfg.get("calibration", ["val"])
+    volumes = [pair for split in splits for pair in make_volumes(cfg, split)]
+    for tomo_path, label_path in volumes:
+        tomo, labels = io.read(tomo_path), io.read(label_path).data
+        prob, _ = predictor.predict_array(tomo.data, pixel_size=tomo.voxel_size, polarity="auto")
+        truth, hidden = np.isin(labels, MEMBRANE_LABELS), labels == HIDDEN_LABEL
+        for i, t in enumerate(grid):
+            mask = (prob >= t) & ~hidden
+            counts[i] += metrics.tolerant_counts(mask, truth, 2)
+            if not truth.any():
+                free_marked[i] += np.count_nonzero(mask)
+        free_voxels += labels.size if not truth.any() else 0
+        log.info("%s: segmented at scales %s", os.path.basename(tomo_path), " ".join("%g" % f for f in factors))
+    dice = np.array([metrics.tolerant_scores(*c)["tolerant_dice"] for c in counts])
+    allowed = free_marked <= max_marked * max(free_voxels, 1)
+    best = int(np.argmax(np.where(allowed, dice, -1.0))) if allowed.any() else int(np.argmax(dice))
+    lines = ["# recipes/raw_model.py calibrate %s: %d volumes (splits %s), scales %s, polarity auto; tolerant Dice "
+             "(2 voxels) pooled; marked: voxels called membrane in the membrane-free ones; chosen: the best Dice "
+             "with at most %.2f%% marked" % (arm_name, len(volumes), " ".join(splits),
+                                             " ".join("%g" % f for f in factors), 100 * max_marked)]
+    lines += ["threshold %.3f | tolerant Dice %.3f  precision %.3f  recall %.3f | membrane-free marked %.3f%%%s"
+              % (t, d, *[metrics.tolerant_scores(*c)[k] for k in ("tolerant_precision", "tolerant_recall")],
+                 100 * m / max(free_voxels, 1), "  <- chosen" if i == best else "")
+              for i, (t, d, c, m) in enumerate(zip(grid, dice, counts, free_marked))]
+    with open(os.path.join(out_dir, "calibrate-%s.txt" % arm_name), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return float(grid[best]), float(dice[best])
+
+
 def ship(cfg):
     """Install the arm named in cfg["ship"] as the shipped tomogram model: its weights and history, its card with
     the ship entry's name, test-time scales and benchmark figures (set by hand after measuring), the model it
@@ -175,10 +226,14 @@ def ship(cfg):
     out = os.path.join(modelfile.WEIGHTS_DIR, modelfile.TOMOGRAM_MODEL_DIR)
     card = modelfile.read_card(source)
     old = modelfile.read_card(out)
-    if old.weights_sha256 == card.weights_sha256:
+    # "threshold": the one `calibrate` chose for the ship's scales (else the trainer's)
+    threshold = spec.get("threshold", card.threshold)
+    if (old.weights_sha256, old.threshold, old.test_scales) == (card.weights_sha256, threshold, spec["test_scales"]):
         log.info("%s is already the shipped tomogram model", spec["arm"])
         return
-    card.name, card.test_scales = spec["name"], spec["test_scales"]
+    card.name, card.test_scales, card.threshold = spec["name"], spec["test_scales"], threshold
+    if "threshold" in spec:
+        card.provenance["threshold_calibration"] = spec.get("threshold_note", "recipes/raw_model.py calibrate")
     card.provenance.update(benchmarks=spec["benchmarks"], previous=dict(
         arm=old.provenance.get("arm", {}).get("name"), weights_sha256=old.weights_sha256,
         benchmarks=old.provenance.get("benchmarks"), previous=old.provenance.get("previous")))
@@ -196,8 +251,8 @@ def ship(cfg):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=("volumes", "train", "all", "ship"))
-    parser.add_argument("arm", nargs="?", help="arm name (train, all)")
+    parser.add_argument("stage", choices=("volumes", "train", "all", "calibrate", "ship"))
+    parser.add_argument("arm", nargs="?", help="arm name (train, all, calibrate)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -206,6 +261,8 @@ def main():
     cfg = load_config()
     if args.stage == "ship":
         return ship(cfg)
+    if args.stage == "calibrate":
+        return calibrate(cfg, args.arm or cfg["ship"]["arm"])
     if args.stage in ("volumes", "all"):
         for split in [k for k, spec in cfg["volumes"].items() if isinstance(spec, dict)]:
             make_volumes(cfg, split)

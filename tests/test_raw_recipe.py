@@ -98,3 +98,53 @@ def test_a_split_may_put_a_film_edge_and_dark_ice_in_every_volume(small_cfg):
     assert [r["content"] for r in records] == ["cell", "negatives"]
     assert all(r["carbon"] and r["contamination"] and 0.3 <= r["ice_absorption"] <= 0.9 for r in records)
     assert records[0]["ice_absorption"] != records[1]["ice_absorption"]
+
+
+@pytest.fixture
+def arm_like_shipped(small_cfg, tmp_path, monkeypatch):
+    """An arm folder holding the shipped tomogram model, and a weights folder of its own for ship to write."""
+    import shutil
+    from membraneseg.engine.network import modelfile
+    shipped = modelfile.default_model_path(volumes=True)
+    shutil.copytree(shipped, tmp_path / "arm")
+    weights = tmp_path / "weights"
+    shutil.copytree(shipped, weights / modelfile.TOMOGRAM_MODEL_DIR)
+    shutil.copy(modelfile.SHIPPED_SUMS, weights / "SHA256SUMS")
+    monkeypatch.setattr(modelfile, "WEIGHTS_DIR", str(weights))
+    monkeypatch.setattr(modelfile, "SHIPPED_SUMS", str(weights / "SHA256SUMS"))
+    card = modelfile.read_card(shipped)
+    small_cfg["ship"] = dict(arm="arm", name=card.name, test_scales=card.test_scales, benchmarks={})
+    return small_cfg, card, weights / modelfile.TOMOGRAM_MODEL_DIR
+
+
+def test_calibration_picks_the_best_tolerant_dice_within_the_marking_budget(arm_like_shipped, tmp_path):
+    cfg, card, _ = arm_like_shipped
+    cfg["volumes"]["val"] = {"count": 2, "seed": 20000, "negatives_every": 2, "empty_every": 100}
+    cfg["calibration"] = ["val"]
+    threshold, dice = recipe.calibrate(cfg, "arm", factors=[1.0], out_dir=str(tmp_path))
+    rows = (tmp_path / "calibrate-arm.txt").read_text().splitlines()[1:]
+    assert len(rows) == 17 and sum(r.endswith("<- chosen") for r in rows) == 1
+
+    def figures(row):   # (threshold, tolerant Dice, % of membrane-free voxels marked)
+        return (float(row.split()[1]), float(row.split("tolerant Dice")[1].split()[0]),
+                float(row.split("marked")[1].split("%")[0]))
+    table = [figures(r) for r in rows]
+    chosen = figures(next(r for r in rows if r.endswith("<- chosen")))
+    assert chosen[:2] == pytest.approx((threshold, dice), abs=1e-3)
+    within = [f for f in table if f[2] <= 100 * recipe.MAX_MARKED] or table
+    assert dice == pytest.approx(max(f[1] for f in within), abs=1e-3)
+
+
+def test_ship_writes_a_new_threshold_for_the_same_weights_and_skips_when_nothing_changes(arm_like_shipped):
+    from membraneseg.engine.network import modelfile
+    cfg, card, out = arm_like_shipped
+    before = (out / modelfile.MODEL_JSON).read_text()
+    cfg["ship"]["threshold"] = card.threshold
+    recipe.ship(cfg)
+    assert (out / modelfile.MODEL_JSON).read_text() == before       # same weights, threshold and scales
+    cfg["ship"].update(threshold=0.3, threshold_note="calibrated here")
+    recipe.ship(cfg)
+    shipped = modelfile.read_card(str(out))
+    assert shipped.threshold == 0.3 and shipped.provenance["threshold_calibration"] == "calibrated here"
+    assert shipped.provenance["previous"]["weights_sha256"] == card.weights_sha256
+    assert modelfile.shipped_sha256(str(out)) == card.weights_sha256
