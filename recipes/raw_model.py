@@ -207,7 +207,8 @@ def calibrate(cfg, arm_name, factors=None, max_marked=MAX_MARKED, out_dir=os.pat
                                              " ".join("%g" % f for f in factors), 100 * max_marked)]
     lines += ["threshold %.3f | tolerant Dice %.3f  precision %.3f  recall %.3f | membrane-free marked %.3f%%%s"
               % (t, d, *[metrics.tolerant_scores(*c)[k] for k in ("tolerant_precision", "tolerant_recall")],
-                 100 * m / max(free_voxels, 1), "  <- chosen" if i == best else "")
+                 100 * m / max(free_voxels, 1), ("  <- chosen" if i == best else "")
+                 + ("  <- best Dice" if i == int(np.argmax(dice)) else ""))
               for i, (t, d, c, m) in enumerate(zip(grid, dice, counts, free_marked))]
     with open(os.path.join(out_dir, "calibrate-%s.txt" % arm_name), "w") as f:
         f.write("\n".join(lines) + "\n")
