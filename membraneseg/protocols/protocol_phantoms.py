@@ -27,8 +27,11 @@ RAW_CHOICES = {"rawKv": ("--kv", (RANDOM, "300", "200")),
                "rawReconstruction": ("--reconstruction", (RANDOM, "wbp", "sirt")),
                "rawLook": ("--look", (RANDOM, "raw", "lowpass", "eed", "denoised")),
                "rawPolarity": ("--polarity", (RANDOM, "dark", "bright")),
-               "rawContent": ("--content", ("cell", "negatives", "microtubules", "empty"))}
-RAW_VALUES = {"rawDefocus": "--defocus", "rawDose": "--dose", "rawThickness": "--thickness"}
+               "rawContent": ("--content", ("cell", "negatives", "microtubules", "empty")),
+               "rawCarbon": ("--carbon", (RANDOM, "yes", "no")),
+               "rawContamination": ("--contamination", (RANDOM, "yes", "no"))}
+RAW_VALUES = {"rawDefocus": "--defocus", "rawDose": "--dose", "rawThickness": "--thickness",
+              "rawIceAbsorption": "--ice-absorption"}
 PREFIX = "phantom"
 LABELS_SUFFIX = "_labels.mrc"          # the engine writes <name>.mrc and <name>_labels.mrc
 LABEL_NAMES = {"cell": "0 background, 1 membrane, 2 vesicle membrane, 3 filament, 4 macromolecule or gold bead",
@@ -126,6 +129,20 @@ class ProtMembraneSegPhantoms(EMProtocol):
                            "particles, gold), to test what a model calls membrane where there is none; "
                            "microtubules: a membrane-free crop of several microtubules among particles; empty: "
                            "ice and noise alone.")
+        form.addParam("rawCarbon", params.EnumParam, choices=list(RAW_CHOICES["rawCarbon"][1]), default=0,
+                      condition=raw, label="Carbon film edge",
+                      help="A carbon film 10-25 nm thick whose hole edge crosses the field (label 5); random: one "
+                           "phantom in four.")
+        form.addParam("rawContamination", params.EnumParam, choices=list(RAW_CHOICES["rawContamination"][1]),
+                      default=0, condition=raw, label="Ice contamination",
+                      help="Ice crystals of 20-80 nm radius on the surfaces of the specimen (label 6); random: one "
+                           "phantom in four.")
+        form.addParam("rawIceAbsorption", params.FloatParam, allowsNull=True, condition=raw,
+                      label="Ice absorption (fraction)",
+                      help="Fraction (0 to 0.99) of the electrons that 100 nm of crystalline ice removes by "
+                           "diffraction, varied 0.5-1.5 times per crystal: real contamination is darker than "
+                           "anything else in a tomogram. Empty or 0: the crystals are phase objects only, as in "
+                           "the shipped models' training volumes.")
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
@@ -198,6 +215,8 @@ class ProtMembraneSegPhantoms(EMProtocol):
         errors = list(Plugin.validateInstallation())
         if self.snr.get() is not None and self.snr.get() <= 0:
             errors.append("The signal-to-noise ratio must be positive (or empty for the default).")
+        if self.rawIceAbsorption.get() is not None and not 0 <= self.rawIceAbsorption.get() < 1:
+            errors.append("The ice absorption is a fraction of the electrons, from 0 to 0.99.")
         return errors
 
     def _warnings(self):

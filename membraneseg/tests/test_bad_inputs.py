@@ -25,7 +25,8 @@ from membraneseg.engine.network import model as net, modelfile
 from membraneseg.engine.segmentation import predict
 from membraneseg.objects import MembraneSegModel
 from membraneseg.protocols import (ProtMembraneSegClean, ProtMembraneSegEvaluate, ProtMembraneSegImportModel,
-                                   ProtMembraneSegPreprocess, ProtMembraneSegSegment, ProtMembraneSegTrain)
+                                   ProtMembraneSegPhantoms, ProtMembraneSegPreprocess, ProtMembraneSegSegment,
+                                   ProtMembraneSegTrain)
 
 from . import badinputs
 from .common import import_tomograms
@@ -145,6 +146,13 @@ class TestBadTomograms(BaseTest):
             for attr in attrs:
                 getattr(prot, attr).set(tomos if attr == "inputTomograms" else masks)
             self.assertTrue(any(words in e for e in prot.validate()), (protClass.__name__, prot.validate()))
+
+    def test_phantom_settings_out_of_range_are_refused(self):
+        prot = self.newProtocol(ProtMembraneSegPhantoms, kind=2, rawIceAbsorption=1.5, snr=-1.0)
+        errors = prot.validate()
+        for words in ("ice absorption is a fraction", "signal-to-noise ratio must be positive"):
+            self.assertTrue(any(words in e for e in errors), errors)
+        self.assertEqual(self.newProtocol(ProtMembraneSegPhantoms, kind=2, rawIceAbsorption=0.6).validate(), [])
 
 
 class TestBadModels(BaseTest):

@@ -93,7 +93,9 @@ class TestTrainChain(TestBaseCentralizedLayer):
         prot = self.newProtocol(ProtMembraneSegPhantoms, count=2, kind=KINDS.index("raw"), sizeZ=shape[0],
                                 sizeY=shape[1], sizeX=shape[2], voxelSize=20.0, seed=4, tiltRange=50.0,
                                 tiltStep=5.0, rawDefocus=-3.0, rawDose=80.0, rawThickness=150.0,
-                                rawPolarity=RAW_CHOICES["rawPolarity"][1].index("bright"))
+                                rawPolarity=RAW_CHOICES["rawPolarity"][1].index("bright"),
+                                rawContamination=RAW_CHOICES["rawContamination"][1].index("yes"),
+                                rawIceAbsorption=0.5)
         self.launchProtocol(prot)
         tomos, labels = getattr(prot, OUT_TOMOS), getattr(prot, OUT_LABELS)
         # Z: 150 nm at 20 Å is 75 voxels, more than the size's 40, so the volume is 40 deep
@@ -103,8 +105,9 @@ class TestTrainChain(TestBaseCentralizedLayer):
         for tomo in tomos:
             with open(tomo.getFileName()[:-len(".mrc")] + ".json") as f:
                 settings = json.load(f)
-            self.assertEqual((settings["defocus"], settings["dose"], settings["thickness"], settings["polarity"]),
-                             (30000.0, 80.0, 1500.0, "bright"))
+            self.assertEqual((settings["defocus"], settings["dose"], settings["thickness"], settings["polarity"],
+                              settings["contamination"], settings["ice_absorption"]),
+                             (30000.0, 80.0, 1500.0, "bright", True, 0.5))
         self.assertIn("5 carbon film", " ".join(prot.summary()))
 
     def test_pretrain_finetune_segment(self):
