@@ -100,43 +100,40 @@ class ProtMembraneSegPhantoms(EMProtocol):
     def _defineRawParams(self, form):
         form.addSection(label="Raw")
         raw = "kind == %d" % KIND_RAW
-        form.addParam("rawKv", params.EnumParam, choices=list(RAW_CHOICES["rawKv"][1]), default=0, condition=raw,
-                      label="Voltage (kV)", help="Acceleration voltage; random: 300 kV three times in four.")
+
+        def choice(name, label, help):      # one of RAW_CHOICES, "random" (or its first choice) by default
+            form.addParam(name, params.EnumParam, choices=list(RAW_CHOICES[name][1]), default=0, condition=raw,
+                          label=label, help=help)
+
+        choice("rawKv", "Voltage (kV)", help="Acceleration voltage; random: 300 kV three times in four.")
         form.addParam("rawDefocus", params.FloatParam, allowsNull=True, condition=raw, label="Defocus (µm)",
                       help="Underfocus in µm (-4 and 4 both mean 4 µm underfocus). Empty: random from 1.5 to 6.")
-        form.addParam("rawPhaseFlip", params.EnumParam, choices=list(RAW_CHOICES["rawPhaseFlip"][1]), default=0,
-                      condition=raw, label="CTF phase flipping", help="Correct each tilt by phase flipping.")
+        choice("rawPhaseFlip", "CTF phase flipping", help="Correct each tilt by phase flipping.")
         form.addParam("rawDose", params.FloatParam, allowsNull=True, condition=raw, label="Total dose (e/Å²)",
                       help="Electrons per Å² over the whole tilt series. Empty: random from 60 to 180.")
         form.addParam("rawThickness", params.FloatParam, allowsNull=True, condition=raw,
                       label="Specimen thickness (nm)",
                       help="Ice thickness in nm (thicker ice dims the images, more so at high tilt); the volume's "
                            "Z is this thickness in voxels, at most the size Z. Empty: random from 100 to 300.")
-        form.addParam("rawReconstruction", params.EnumParam, choices=list(RAW_CHOICES["rawReconstruction"][1]),
-                      default=0, condition=raw, label="Reconstruction",
-                      help="wbp: weighted back-projection with IMOD's radial filter; sirt: a SIRT-like filter of "
-                           "10 to 30 iterations (smoother).")
-        form.addParam("rawLook", params.EnumParam, choices=list(RAW_CHOICES["rawLook"][1]), default=0,
-                      condition=raw, label="Look",
-                      help="raw: as reconstructed; lowpass: Gaussian low-pass to 30-60 Å; eed: edge-enhancing "
-                           "diffusion; denoised: as after cryoCARE or IsoNet.")
-        form.addParam("rawPolarity", params.EnumParam, choices=list(RAW_CHOICES["rawPolarity"][1]), default=0,
-                      condition=raw, label="Polarity",
-                      help="dark: matter dark, as IMOD writes; bright: inverted, as some pipelines write.")
-        form.addParam("rawContent", params.EnumParam, choices=list(RAW_CHOICES["rawContent"][1]), default=0,
-                      condition=raw, label="Content",
-                      help="cell: with membranes; negatives: everything but membranes (microtubules, actin, dense "
-                           "particles, gold), to test what a model calls membrane where there is none; "
-                           "microtubules: a membrane-free crop of several microtubules among particles; empty: "
-                           "ice and noise alone.")
-        form.addParam("rawCarbon", params.EnumParam, choices=list(RAW_CHOICES["rawCarbon"][1]), default=0,
-                      condition=raw, label="Carbon film edge",
-                      help="A carbon film 10-25 nm thick whose hole edge crosses the field (label 5); random: one "
-                           "phantom in four.")
-        form.addParam("rawContamination", params.EnumParam, choices=list(RAW_CHOICES["rawContamination"][1]),
-                      default=0, condition=raw, label="Ice contamination",
-                      help="Ice crystals of 20-80 nm radius on the surfaces of the specimen (label 6); random: one "
-                           "phantom in four.")
+        choice("rawReconstruction", "Reconstruction",
+               help="wbp: weighted back-projection with IMOD's radial filter; sirt: a SIRT-like filter of "
+                    "10 to 30 iterations (smoother).")
+        choice("rawLook", "Look",
+               help="raw: as reconstructed; lowpass: Gaussian low-pass to 30-60 Å; eed: edge-enhancing "
+                    "diffusion; denoised: as after cryoCARE or IsoNet.")
+        choice("rawPolarity", "Polarity",
+               help="dark: matter dark, as IMOD writes; bright: inverted, as some pipelines write.")
+        choice("rawContent", "Content",
+               help="cell: with membranes; negatives: everything but membranes (microtubules, actin, dense "
+                    "particles, gold), to test what a model calls membrane where there is none; "
+                    "microtubules: a membrane-free crop of several microtubules among particles; empty: "
+                    "ice and noise alone.")
+        choice("rawCarbon", "Carbon film edge",
+               help="A carbon film 10-25 nm thick whose hole edge crosses the field (label 5); random: one "
+                    "phantom in four.")
+        choice("rawContamination", "Ice contamination",
+               help="Ice crystals of 20-80 nm radius on the surfaces of the specimen (label 6); random: one "
+                    "phantom in four.")
         form.addParam("rawIceAbsorption", params.FloatParam, allowsNull=True, condition=raw,
                       label="Ice absorption (fraction)",
                       help="Fraction (0 to 0.99) of the electrons that 100 nm of crystalline ice removes by "
