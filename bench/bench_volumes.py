@@ -52,8 +52,8 @@ CONDITIONS = [("reference", {}),
               ("microtubules 30 Å", dict(content="microtubules", pixel_size=30.0)),
               ("microtubules 40 Å", dict(content="microtubules", pixel_size=40.0)),
               ("empty", dict(content="empty"))]
-MEMBRANE_FREE = ("negatives", "negatives, dark ice", "no ice, no carbon", "negatives 40 Å", "microtubules", "microtubules 30 Å",
-                 "microtubules 40 Å", "empty")
+# conditions without membrane, scored by the voxels called membrane
+MEMBRANE_FREE = tuple(name for name, changes in CONDITIONS if changes.get("content", "cell") != "cell")
 SEED = 900
 TOLERANCE = 2
 MAX_DEPTH, FIELD, SIDES = 64, 5120.0, (96, 256)

@@ -171,10 +171,10 @@ MAX_MARKED = 0.003   # of membrane-free voxels: the project's target for volumes
 def calibrate(cfg, arm_name, factors=None, max_marked=MAX_MARKED, out_dir=os.path.join(HERE, "results")):
     """The threshold of highest boundary-tolerant Dice (2 voxels, as bench_volumes scores), pooled over the
     validation volumes segmented as ``segment`` does (the ship entry's test-time scales, polarity measured), among
-    those that call at most ``max_marked`` of the membrane-free validation volumes membrane. The trainer
-    calibrates on single-pass validation patches and plain Dice; averaging the maps of several scales lowers their
-    peaks, so that threshold is too strict for the card's scales, and plain Dice penalises a mask one voxel too
-    thick as much as a missed membrane. Membrane the missing wedge hides counts neither way. Writes the curve to
+    those that call at most ``max_marked`` of the membrane-free validation volumes membrane. It checks the
+    trainer's threshold, which is calibrated on single-pass validation patches and plain Dice, against the card's
+    scales and the benchmark's measure (for tomogram model version 3 they agree: raw-model.md, "Calibrating the
+    threshold"). Membrane the missing wedge hides counts neither way. Writes the curve to
     recipes/results/calibrate-ARM.txt and returns (threshold, tolerant Dice)."""
     from membraneseg.engine.measurement import metrics
     from membraneseg.engine.segmentation.predict import Predictor
