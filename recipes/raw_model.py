@@ -123,21 +123,29 @@ def transferred_start(arm):
     return modelfile.save(target, card, folder)
 
 
+def train_config(cfg, arm):
+    """The trainer's settings for ``arm`` (the start model not yet read)."""
+    return TrainConfig(epochs=arm["epochs"], steps_per_epoch=arm["steps"], batch_size=arm["batch_size"],
+                       learning_rate=arm["learning_rate"], loss=arm["loss"], patience=arm["patience"],
+                       rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
+                       invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm["name"],
+                       start_model=os.path.join(ROOT, arm.get("start_model", cfg["start_model"])),
+                       synthetic_fraction=arm.get("real_fraction", 0.0),
+                       max_upsampling=arm.get("max_upsampling"),
+                       # "ignore_labels": [7] leaves out the membrane the missing wedge hides, which no annotator
+                       # could trace and bench_volumes does not score, instead of teaching it as background
+                       ignore_labels=arm.get("ignore_labels", []),
+                       # "hard_negative_labels": [5, 6], "hard_negative_bias": 0.2 centres that share of the
+                       # patches on the rims of the carbon film and ice contamination, which it marks as membrane
+                       hard_negative_labels=arm.get("hard_negative_labels", []),
+                       hard_negative_bias=arm.get("hard_negative_bias", 0.0))
+
+
 def train(cfg, arm_name):
     arm = next(a for a in cfg["arms"] if a["name"] == arm_name)
     if "transfer_from" in arm:
         arm = dict(arm, start_model=os.path.relpath(transferred_start(arm), ROOT))
-    config = TrainConfig(epochs=arm["epochs"], steps_per_epoch=arm["steps"], batch_size=arm["batch_size"],
-                         learning_rate=arm["learning_rate"], loss=arm["loss"], patience=arm["patience"],
-                         rot90=arm["rot90"], intensity=arm["intensity"], style=arm["style"], border=arm["border"],
-                         invert=arm["invert"], seed=cfg["seed"], name="membraneseg raw " + arm_name,
-                         start_model=os.path.join(ROOT, arm.get("start_model", cfg["start_model"])),
-                         synthetic_fraction=arm.get("real_fraction", 0.0),
-                         max_upsampling=arm.get("max_upsampling"),
-                         # "ignore_labels": [7] leaves out the membrane the missing wedge hides, which no annotator
-                         # could trace and bench_volumes does not score, instead of teaching it as background
-                         ignore_labels=arm.get("ignore_labels", []))
-    config = data.resolve_start_model(config)
+    config = data.resolve_start_model(train_config(cfg, arm))
     # "more_volumes": further training splits of the config's volumes (such as one richer in negatives)
     train_items = [data.load_volume_pair(t, lab, config) for split in ["train"] + arm.get("more_volumes", [])
                    for t, lab in make_volumes(cfg, split)]

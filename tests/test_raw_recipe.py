@@ -100,6 +100,16 @@ def test_a_split_may_put_a_film_edge_and_dark_ice_in_every_volume(small_cfg):
     assert records[0]["ice_absorption"] != records[1]["ice_absorption"]
 
 
+def test_an_arm_may_leave_labels_out_and_aim_patches_at_the_rims_of_negatives(small_cfg):
+    arm = next(a for a in small_cfg["arms"] if a["name"] == "mass-rim-e20")
+    config = recipe.train_config(small_cfg, arm)
+    assert (config.hard_negative_labels, config.hard_negative_bias) == ([5, 6], 0.2)
+    assert config.start_model.endswith(os.path.join("membraneseg", "weights", "tomograms"))
+    assert recipe.train_config(small_cfg, dict(arm, ignore_labels=[7])).ignore_labels == [7]
+    plain = recipe.train_config(small_cfg, next(a for a in small_cfg["arms"] if a["name"] == "raw-ft-e60"))
+    assert (plain.hard_negative_labels, plain.hard_negative_bias, plain.ignore_labels) == ([], 0.0, [])
+
+
 @pytest.fixture
 def arm_like_shipped(small_cfg, tmp_path, monkeypatch):
     """An arm folder holding the shipped tomogram model, and a weights folder of its own for ship to write."""

@@ -196,6 +196,30 @@ def test_synthetic_pairs_give_their_fraction_of_patches_and_leave_the_real_strea
     np.testing.assert_array_equal(plain, mixed)
 
 
+def test_patches_centre_on_the_rims_of_hard_negatives_when_asked(tmp_path):
+    # a volume with a membrane disc (label 1) and a square of ice contamination (label 6) at rows/columns 60-89
+    labels = np.zeros((3, 120, 120), np.uint8)
+    labels[:, 60:90, 60:90] = 6
+    labels[:, 10:14, 10:40] = 1
+    image = np.zeros((3, 120, 120), np.float32)
+    image[labels == 6] = 1.0
+    config = TrainConfig(patch=8, augment=False, hard_negative_labels=[5, 6], hard_negative_bias=1.0)
+    sample = data._resample(image, labels, 10.0, config, "ice", False)
+    rims = sample.hard_rims
+    inside = rims[:, 1:].min(axis=1) >= 60
+    assert len(rims) == 3 * 4 * 29 and inside.all() and np.isin(rims[:, 1:], [60, 89]).any(axis=1).all()
+    assert set(np.unique(sample.labels)) == {0, 1}        # the binary model's labels still collapse
+    x, y = patches.PatchSampler([sample], config, 0).batch(50)
+    # every patch is centred on the square's edge: it holds both the ice (1) and what lies outside it (0)
+    assert all(0 < p.mean() < 1 for p in x[..., 0]) and not y.any()
+    # off (the default), nothing more is drawn: the same patches as a sampler that never heard of rims
+    off = TrainConfig(patch=8, augment=False)
+    plain = patches.PatchSampler([data._resample(image, labels, 10.0, off, "ice", False)], off, 3).batch(20)[0]
+    named = TrainConfig(patch=8, augment=False, hard_negative_labels=[6])
+    ignored = patches.PatchSampler([data._resample(image, labels, 10.0, named, "ice", False)], named, 3).batch(20)[0]
+    np.testing.assert_array_equal(plain, ignored)
+
+
 def test_z_spacing_follows_the_pixel_sizes(tmp_path):
     tomo, labels = phantoms.simple_phantom((8, 64, 64), 5.0, seed=1)
     io.write(str(tmp_path / "t.mrc"), tomo, 5.0)

@@ -45,6 +45,10 @@ class TrainConfig:
                                        # that the model works on tomograms of either polarity; 0 = off
     context_dropout: float = 0.5
     foreground_bias: float = 0.7       # fraction of patches centred on a labelled voxel
+    hard_negative_labels: List[int] = field(default_factory=list)  # label values of negatives (film, ice) whose
+                                                                   # rims look like membrane
+    hard_negative_bias: float = 0.0    # fraction of patches centred on the rim of such a negative, in items that
+                                       # have one (random patches seldom fall on a rim); 0 = off
     synthetic_fraction: float = 0.0    # fraction of training patches cut from synthetic (GAN) pairs, if given
     patience: int = 6
     seed: int = 0

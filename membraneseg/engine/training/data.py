@@ -10,8 +10,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
+from scipy import ndimage
 
 from ...constants import PAIRS_JSON
 from ..core import io
@@ -34,6 +36,7 @@ class Sample:
     is_2d: bool
     group: str = ""           # items of one group stay on one side of a split (empty: the item is its own group)
     z_spacing: float = 1.0    # input slices between the model's z-neighbours: its pixel size over the input's
+    hard_rims: Optional[np.ndarray] = None   # (N, 3) z, y, x on the in-plane rims of config.hard_negative_labels
 
 
 def resolve_start_model(config):
@@ -196,6 +199,8 @@ def _checked_labels(labels, config, path):
 def _resample(image, labels, px, config, source, is_2d, group="", unannotated=None):
     """``unannotated``: z-slices (boolean per slice) that are not annotated at all."""
     unknown = np.isin(labels, config.ignore_labels) if config.ignore_labels else None
+    # the labelled negatives, before a binary model's labels collapse to membrane / background
+    hard = np.isin(labels, config.hard_negative_labels) if config.hard_negative_labels else None
     if unannotated is not None:
         unknown = unannotated[:, None, None] if unknown is None else unknown | unannotated[:, None, None]
         unknown = np.broadcast_to(unknown, labels.shape)
@@ -215,8 +220,22 @@ def _resample(image, labels, px, config, source, is_2d, group="", unannotated=No
     if shape != tuple(image.shape[1:]):
         image = np.stack([preprocess.resize_slice(s, shape) for s in image])
         labels = np.stack([preprocess.resize_nearest(s.astype(np.uint8), shape) for s in labels])
+        if hard is not None:
+            hard = np.stack([preprocess.resize_nearest(s.astype(np.uint8), shape) for s in hard]) > 0
     return Sample(image.astype(np.float32), labels.astype(np.uint8), str(source), is_2d, group,
-                  1.0 if is_2d else work / px)
+                  1.0 if is_2d else work / px, None if hard is None else rim_points(hard))
+
+
+MAX_RIM_POINTS = 20000
+
+
+def rim_points(mask):
+    """(N, 3) voxels on the in-plane rim of ``mask`` (Z, Y, X): inside it, with a 4-neighbour in the same slice
+    outside it. Evenly thinned to at most MAX_RIM_POINTS, as the sampler only draws centres from them."""
+    rim = mask & ~ndimage.binary_erosion(mask, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool),
+                                         border_value=1)
+    points = np.argwhere(rim).astype(np.int32)
+    return points[::int(np.ceil(len(points) / MAX_RIM_POINTS))] if len(points) > MAX_RIM_POINTS else points
 
 
 def split_by_source(items, fractions=(0.70, 0.15, 0.15), seed=0):

@@ -2,7 +2,8 @@
 fixed validation patches, and the targets the network learns (one channel, or one per class). With
 ``config.ignore_labels`` or ``config.annotated_slices``, targets carry one more channel, 1 where the voxel is
 annotated and 0 where it is not, which the losses and the validation figures use as a weight; patches are then
-centred on annotated voxels.
+centred on annotated voxels. With ``config.hard_negative_bias``, some patches are centred on the rims of labelled
+negatives (``config.hard_negative_labels``), which look most like membrane.
 """
 from dataclasses import asdict
 
@@ -64,7 +65,11 @@ class PatchSampler:
         depth, rows, cols = s.image.shape
         partial = is_partial(self.c)
         membrane = ((s.labels > 0) & (s.labels != IGNORE)) if partial else s.labels
-        if self.rng.random() < self.c.foreground_bias and membrane.any():
+        # no draw when off, so that the patch stream stays what it was before rims could be chosen
+        if self.c.hard_negative_bias > 0 and self.rng.random() < self.c.hard_negative_bias \
+                and s.hard_rims is not None and len(s.hard_rims):
+            z, y, x = s.hard_rims[self.rng.integers(len(s.hard_rims))]
+        elif self.rng.random() < self.c.foreground_bias and membrane.any():
             zz, yy, xx = np.nonzero(membrane[:, ::4, ::4])
             i = self.rng.integers(len(zz))
             z, y, x = zz[i], yy[i] * 4, xx[i] * 4
