@@ -104,7 +104,7 @@ def test_an_arm_may_leave_labels_out_and_aim_patches_at_the_rims_of_negatives(sm
     arm = next(a for a in small_cfg["arms"] if a["name"] == "mass-rim-e20")
     config = recipe.train_config(small_cfg, arm)
     assert (config.hard_negative_labels, config.hard_negative_bias) == ([5, 6], 0.2)
-    assert config.start_model.endswith(os.path.join("membraneseg", "weights", "tomograms"))
+    assert config.start_model.endswith(os.path.join("runs", "raw", "mass-mt-up2-neg-e25"))
     assert recipe.train_config(small_cfg, dict(arm, ignore_labels=[7])).ignore_labels == [7]
     plain = recipe.train_config(small_cfg, next(a for a in small_cfg["arms"] if a["name"] == "raw-ft-e60"))
     assert (plain.hard_negative_labels, plain.hard_negative_bias, plain.ignore_labels) == ([], 0.0, [])
