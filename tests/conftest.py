@@ -1,7 +1,17 @@
-"""Fixtures the engine tests share."""
+"""Fixtures and helpers the engine tests share."""
+import numpy as np
 import pytest
 
 from membraneseg.engine.network import model as net, modelfile
+from membraneseg.engine.training import data
+
+
+def stack_sample(depth=5, size=120, group="", is_2d=False, z_spacing=1.0):
+    """A stack whose every slice is constant and equal to its z index, with a disc of label 1 in the middle."""
+    image = np.repeat(np.arange(depth, dtype=np.float32)[:, None, None], size, 1).repeat(size, 2)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.repeat(((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2)[None], depth, 0)
+    return data.Sample(image, labels.astype(np.uint8), "s%s" % group, is_2d, group, z_spacing)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Training: the split by group, augmentation, 2.5D context, labels, the calibrated threshold, resuming an
-interrupted run, and multi-class models."""
+"""Training: the split by group, loading items at the model's pixel size, labels, the calibrated threshold,
+resuming an interrupted run, and multi-class models. Patches are in test_patches.py, partial annotations in
+test_partial_labels.py."""
 import json
 import os
 import subprocess
@@ -9,29 +10,22 @@ import time
 import numpy as np
 import pytest
 
-from membraneseg.engine.core import io, tiling
+from conftest import stack_sample
+from membraneseg.engine.core import io
 from membraneseg.engine.measurement import metrics
 from membraneseg.engine.network import modelfile
 from membraneseg.engine.simulation import phantoms
 from membraneseg.engine.segmentation import predict
 from membraneseg.engine.preprocessing import preprocess, recipes
-from membraneseg.engine.training import augment, data, loop, losses, patches
+from membraneseg.engine.training import data, loop, losses, patches
 from membraneseg.engine.training.config import TrainConfig
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _sample(depth=5, size=120, group="", is_2d=False, z_spacing=1.0):
-    """A stack whose every slice is constant and equal to its z index, with a disc of label 1 in the middle."""
-    image = np.repeat(np.arange(depth, dtype=np.float32)[:, None, None], size, 1).repeat(size, 2)
-    yy, xx = np.mgrid[:size, :size]
-    labels = np.repeat(((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2)[None], depth, 0)
-    return data.Sample(image, labels.astype(np.uint8), "s%s" % group, is_2d, group, z_spacing)
-
-
 # ----------------------------------------------------------------------------- split
 def test_split_keeps_groups_whole():
-    items = [_sample(group="g%d" % (i % 20)) for i in range(60)]      # 20 groups of 3
+    items = [stack_sample(group="g%d" % (i % 20)) for i in range(60)]      # 20 groups of 3
     tr, va, te = data.split_by_source(items, seed=3)
     sides = [{s.group for s in part} for part in (tr, va, te)]
     assert [len(s) for s in sides] == [14, 3, 3]                     # 70/15/15 of the groups
@@ -40,10 +34,10 @@ def test_split_keeps_groups_whole():
 
 
 def test_split_without_groups_splits_items_and_few_groups_reuse_training():
-    items = [_sample() for _ in range(10)]
+    items = [stack_sample() for _ in range(10)]
     tr, va, te = data.split_by_source(items)
     assert (len(tr), len(va), len(te)) == (6, 2, 2)
-    two = [_sample(group="a"), _sample(group="a"), _sample(group="b")]
+    two = [stack_sample(group="a"), stack_sample(group="a"), stack_sample(group="b")]
     tr, va, te = data.split_by_source(two)
     assert len(tr) == 3 and va == tr and te == []
 
@@ -61,163 +55,6 @@ def test_groups_file_like_the_shared_manifest(tmp_path):
     bad.write_text("name,kind\nx,y\n")
     with pytest.raises(io.InputError, match="'group' column"):
         data.read_groups(str(bad))
-
-
-# ----------------------------------------------------------------------------- augmentation and context
-def test_augmentation_moves_image_and_labels_together():
-    rng = np.random.default_rng(0)
-    size, patch = 144, 96
-    labels = np.zeros((size, size), np.uint8)
-    labels[30:60, 20:100] = 1
-    labels[80:120, 70:90] = 4
-    labels[40:45, 100:140] = 2
-    for _ in range(20):
-        stack, lab = augment.geometric([labels.astype(np.float32)] * 2, labels, rng, patch)
-        assert lab.shape == (patch, patch) and stack[0].shape == (patch, patch)
-        assert set(np.unique(lab)) <= {0, 1, 2, 4}                 # nearest: no new label values
-        # the image went through the same warp (linear instead of nearest): they agree but at a few edge pixels
-        assert np.mean(np.abs(stack[0] - lab) < 0.5) > 0.97
-        np.testing.assert_array_equal(stack[0], stack[1])
-
-
-def test_rot90_turns_some_patches_upright():
-    rng = np.random.default_rng(2)
-    bar = np.zeros((144, 144), np.uint8)
-    bar[62:82, 32:112] = 1                               # a lying bar, 4x wider than tall, at the centre
-
-    def lying(lab):
-        rows, cols = np.nonzero(lab)
-        return cols.var() > rows.var()
-    plain = [lying(augment.geometric([bar.astype(np.float32)], bar, rng, 96)[1]) for _ in range(20)]
-    turned = [lying(augment.geometric([bar.astype(np.float32)], bar, rng, 96, rot90=True)[1]) for _ in range(20)]
-    assert all(plain)                                    # ±20° never stands it up
-    assert 3 <= turned.count(False) <= 17                # 90° and 270° turns do, about half the time
-
-
-def test_intensity_augmentation_changes_every_slice_alike_and_keeps_the_scale():
-    rng = np.random.default_rng(1)
-    base = rng.normal(size=(64, 64)).astype(np.float32)
-    changed = []
-    for _ in range(30):
-        a, b = augment.jitter_intensity([base, base.copy()], rng, 1.0)
-        assert a.dtype == np.float32 and a.shape == base.shape
-        assert np.allclose(a, b, atol=5.0)                          # same contrast/offset/blur; own noise draw
-        changed.append(np.mean(np.abs(a - base)))
-        assert 0.1 < a.std() < 10                                   # a normalised image stays roughly normalised
-    assert min(changed) < max(changed) and max(changed) > 0.1
-
-
-def test_style_augmentation_changes_every_slice_alike_and_standardises():
-    rng = np.random.default_rng(3)
-    base = rng.normal(size=(96, 96)).astype(np.float32)
-    looks = []
-    for _ in range(20):
-        a, b = augment.restyle([base, base.copy()], rng, 1.0)
-        np.testing.assert_array_equal(a, b)                          # one look per patch, all slices alike
-        assert a.dtype == np.float32 and abs(a.mean()) < 1e-4 and abs(a.std() - 1) < 1e-3
-        looks.append(np.corrcoef(a.ravel(), base.ravel())[0, 1])
-    assert min(looks) > 0 and max(looks) - min(looks) > 0.3      # the same image, in looks that vary
-
-
-def test_contrast_inversion_negates_patches_with_its_probability_and_keeps_labels():
-    config = TrainConfig(patch=64, invert=0.5, intensity=0.0, style=0.0)
-    image = np.full((1, 120, 120), 2.0, np.float32) + np.random.default_rng(0).normal(0, 0.1, (1, 120, 120))
-    sample = data.Sample(image.astype(np.float32), (image > 2).astype(np.uint8), "bright", True)
-    plain = patches.PatchSampler([sample], TrainConfig(patch=64), 0)
-    inverted = patches.PatchSampler([sample], TrainConfig(patch=64, invert=1.0), 0)
-    x0, y0 = plain.batch(1)
-    x1, y1 = inverted.batch(1)
-    np.testing.assert_array_equal(y0, y1)
-    np.testing.assert_allclose(x1, -x0)              # the same patch, negated: inversion is drawn last
-    flips = [float(np.mean(x)) for x in patches.PatchSampler([sample], config, 1).batch(200)[0]]
-    signs = np.sign(flips)
-    assert 0.35 < np.mean(signs > 0) < 0.65         # about half of the patches bright, half dark
-
-
-def test_reflect_border_fills_patches_with_mirrored_image_not_smeared_edges():
-    """A 2D slice smaller than the region cut around a patch: replicate smears its edge rows into stripes
-    (many identical neighbouring columns); reflect mirrors the image and its labels alike."""
-    rng = np.random.default_rng(0)
-    image = rng.normal(size=(1, 64, 64)).astype(np.float32)
-    sample = data.Sample(image, (image > 1.5).astype(np.uint8), "small", True)
-
-    def stripes(border):
-        config = TrainConfig(patch=96, foreground_bias=0.0, border=border)
-        x, y = patches.PatchSampler([sample], config, 0).batch(10)
-        same = np.mean([np.mean(np.abs(np.diff(p[..., 0], axis=0)) < 1e-6) for p in x])
-        return same, x, y
-    smeared, _, _ = stripes("replicate")
-    mirrored, x, y = stripes("reflect")
-    assert smeared > 0.15 and mirrored < 0.02
-    # the labels went through the same mirroring: membrane where the image is bright
-    assert np.mean(x[..., 0][y[..., 0] > 0]) > np.mean(x[..., 0]) + 1.0
-
-
-def _positions(z, depth, k, spacing):
-    return tiling.blend_slices(float, tiling.context_slices(z, depth, k, spacing))
-
-
-def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
-    config = TrainConfig(context=3, patch=96, augment=False, context_dropout=0.0, foreground_bias=0.0)
-    flat = patches.PatchSampler([_sample(depth=1, is_2d=True)], config, 0).batch(6)[0]
-    assert flat.shape == (6, 3, 96, 96, 1)
-    np.testing.assert_array_equal(flat[:, 0], flat[:, 1])
-    np.testing.assert_array_equal(flat[:, 2], flat[:, 1])
-    # a volume at 5 Å with the model at 10 Å: the neighbours are 2 input slices away (mirrored at the ends)
-    x = patches.PatchSampler([_sample(depth=9, z_spacing=2.0)], config, 0).batch(20)[0]
-    # (each slice's value is its index; a model voxel 2 input slices deep is their mean)
-    for stack in x[:, :, 0, 0, 0]:
-        assert any(list(stack) == pytest.approx(_positions(z, 9, 3, 2.0)) for z in range(9))
-    assert np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 4)          # inside the volume: z - 2 and z + 2
-    # a 20 Å volume for a 10 Å model: neighbours interpolated half a slice away
-    x = patches.PatchSampler([_sample(depth=9, z_spacing=0.5)], config, 0).batch(20)[0]
-    for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
-        assert list(stack) == pytest.approx(_positions(z, 9, 3, 0.5))
-    assert np.all(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] <= 1) and np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 1)
-    # context dropout 1: tomogram patches look like 2D ones
-    dropped = patches.PatchSampler([_sample(depth=9)], TrainConfig(**dict(
-        vars(config), context_dropout=1.0)), 0).batch(6)[0]
-    np.testing.assert_array_equal(dropped[:, 0], dropped[:, 2])
-
-
-def test_synthetic_pairs_give_their_fraction_of_patches_and_leave_the_real_stream_alone():
-    config = TrainConfig(patch=64, augment=False, foreground_bias=0.0, synthetic_fraction=0.3)
-    real = data.Sample(np.zeros((1, 96, 96), np.float32), np.zeros((1, 96, 96), np.uint8), "real", True)
-    synthetic = [data.Sample(np.ones((1, 80, 80), np.float32), np.ones((1, 80, 80), np.uint8), "syn%d" % i, True,
-                              "synthetic") for i in range(50)]
-    x, y = patches.PatchSampler([real], config, 0, synthetic).batch(400)
-    from_synthetic = x[:, 0, 0, 0] == 1
-    np.testing.assert_array_equal(from_synthetic, y[:, 0, 0, 0] == 1)      # image and mask from the same pair
-    assert 0.24 < from_synthetic.mean() < 0.36           # 30% whatever their number (50 pairs against 1 image)
-    # without synthetic pairs nothing extra is drawn: the patches are those of a sampler that never knew of them
-    plain = patches.PatchSampler([_sample(depth=4)], TrainConfig(patch=64), 5).batch(4)[0]
-    mixed = patches.PatchSampler([_sample(depth=4)], TrainConfig(patch=64, synthetic_fraction=0.3), 5,
-                               ()).batch(4)[0]
-    np.testing.assert_array_equal(plain, mixed)
-
-
-def test_patches_centre_on_the_rims_of_hard_negatives_when_asked(tmp_path):
-    # a volume with a membrane disc (label 1) and a square of ice contamination (label 6) at rows/columns 60-89
-    labels = np.zeros((3, 120, 120), np.uint8)
-    labels[:, 60:90, 60:90] = 6
-    labels[:, 10:14, 10:40] = 1
-    image = np.zeros((3, 120, 120), np.float32)
-    image[labels == 6] = 1.0
-    config = TrainConfig(patch=8, augment=False, hard_negative_labels=[5, 6], hard_negative_bias=1.0)
-    sample = data._resample(image, labels, 10.0, config, "ice", False)
-    rims = sample.hard_rims
-    inside = rims[:, 1:].min(axis=1) >= 60
-    assert len(rims) == 3 * 4 * 29 and inside.all() and np.isin(rims[:, 1:], [60, 89]).any(axis=1).all()
-    assert set(np.unique(sample.labels)) == {0, 1}        # the binary model's labels still collapse
-    x, y = patches.PatchSampler([sample], config, 0).batch(50)
-    # every patch is centred on the square's edge: it holds both the ice (1) and what lies outside it (0)
-    assert all(0 < p.mean() < 1 for p in x[..., 0]) and not y.any()
-    # off (the default), nothing more is drawn: the same patches as a sampler that never heard of rims
-    off = TrainConfig(patch=8, augment=False)
-    plain = patches.PatchSampler([data._resample(image, labels, 10.0, off, "ice", False)], off, 3).batch(20)[0]
-    named = TrainConfig(patch=8, augment=False, hard_negative_labels=[6])
-    ignored = patches.PatchSampler([data._resample(image, labels, 10.0, named, "ice", False)], named, 3).batch(20)[0]
-    np.testing.assert_array_equal(plain, ignored)
 
 
 def test_z_spacing_follows_the_pixel_sizes(tmp_path):
@@ -419,7 +256,7 @@ def test_validation_loss_from_one_prediction_is_keras_own(tmp_path):
     import keras
     from membraneseg.engine.network import model as net
     config = TrainConfig(preset="tiny", patch=96, batch_size=2, loss="bce+dice")
-    val_x, val_y = patches.fixed_patches([_sample(group=str(i)) for i in range(5)], config)
+    val_x, val_y = patches.fixed_patches([stack_sample(group=str(i)) for i in range(5)], config)
     assert len(val_x) % loop.Validation.BATCH                        # the last batch is short
     keras_model = net.build(net.NetworkSpec.from_preset("tiny", 1, 1), patch=96)
     keras_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.make_loss("bce+dice", 1))
@@ -477,94 +314,6 @@ def test_tolerant_loss_forgives_a_shift_within_the_tolerance_but_not_a_miss():
     assert tolerant[0] == pytest.approx(0, abs=1e-6) and tolerant[1] == pytest.approx(0, abs=1e-6)
     assert tolerant[2] > 0.9 and float(dice(line, shifted(2))) > 0.9
     assert float(loss(line, np.zeros_like(line))) > float(loss(line, shifted(2)))
-
-
-# ----------------------------------------------------------------------------- partial annotations
-@pytest.mark.parametrize("name", ["bce", "dice", "focal", "bce+dice", "bce+dice+tolerant"])
-@pytest.mark.parametrize("classes", [1, 3])
-def test_unannotated_voxels_never_reach_the_loss(name, classes):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, classes + 1 if classes > 1 else 2, (2, 32, 32)).astype(np.uint8)
-    labels[:, :, 16:] = data.IGNORE                                  # the right half is not annotated
-    y = np.stack([patches._target(lab, classes, weighted=True) for lab in labels])
-    p = rng.uniform(0.05, 0.95, (2, 32, 32, classes)).astype(np.float32)
-    if classes > 1:
-        p /= p.sum(-1, keepdims=True)
-    other = p.copy()
-    other[:, :, 16:] = other[:, :, 16:][..., ::-1]                 # change the predictions where nothing is known
-    loss = losses.make_loss(name, classes)
-    assert float(loss(y, p)) == pytest.approx(float(loss(y, other)), rel=1e-5, abs=1e-6)
-    # annotated everywhere, the weighted loss is the plain one
-    full = np.stack([patches._target(lab, classes) for lab in np.where(labels == data.IGNORE, 0, labels)])
-    ones = np.concatenate([full, np.ones(full.shape[:-1] + (1,), np.float32)], -1)
-    assert float(loss(ones, p)) == pytest.approx(float(loss(full, p)), rel=1e-4, abs=1e-5)
-
-
-def test_ignore_label_keeps_membrane_background_and_unknown_apart():
-    config = TrainConfig(ignore_labels=[2], membrane_labels=[1, 2])     # MemBrain-seg: 0, 1 membrane, 2 ignore
-    labels = np.array([[[0, 1, 2, 1]]], np.uint8)
-    s = data._resample(np.zeros((1, 1, 4), np.float32), labels, 10.0, config, "x", True)
-    np.testing.assert_array_equal(s.labels, [[[0, 1, data.IGNORE, 1]]])
-    np.testing.assert_array_equal(patches._target(s.labels[0], 1, weighted=True)[..., 1], [[1, 1, 0, 1]])
-
-
-def test_label_bytes_of_255_in_mrc_mode_0_mean_255(tmp_path):
-    """Tools that write unsigned bytes as MRC mode 0 (napari's exports, older IMOD) store "not annotated" 255 as the
-    byte 0xFF, which mode 0's signed reading gives as -1: such a map trains with --ignore-label 255 instead of
-    being refused."""
-    import mrcfile
-    path = str(tmp_path / "labels.mrc")
-    with mrcfile.new(path) as mrc:
-        mrc.set_data(np.array([[[0, 1, 255, 1]]], np.uint8).view(np.int8))    # mode 0, bytes 0 1 255 1
-    raw = np.asarray(io.read(path).data)
-    assert raw.dtype == np.int8 and raw.min() == -1
-    labels = data._checked_labels(raw, TrainConfig(ignore_labels=[255]), path)
-    np.testing.assert_array_equal(labels, [[[0, 1, 255, 1]]])
-
-
-def test_partial_annotations_train_and_validate_on_annotated_voxels_only(tmp_path):
-    from membraneseg.engine.simulation import phantoms
-    tomo, labels = phantoms.simple_phantom((12, 96, 96), 10.0, seed=3)
-    partial = np.full(labels.shape, 2, np.uint8)                     # 2: not annotated
-    partial[[3, 6, 9]] = labels[[3, 6, 9]]                           # three annotated slices
-    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
-    io.write(str(tmp_path / "l.mrc"), partial, 10.0)
-    config = TrainConfig(preset="tiny", patch=64, epochs=1, steps_per_epoch=2, batch_size=2, ignore_labels=[2],
-                         membrane_labels=[1], max_upsampling=2.0)
-    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
-    assert (s.labels != data.IGNORE).sum() == 3 * 96 * 96
-    sampler = patches.PatchSampler([s], config, 0)
-    for _ in range(10):                                              # patches are centred on annotated slices
-        z, _, _ = sampler._centre(s, 96)
-        assert z in (3, 6, 9)
-    x, y = patches.fixed_patches([s], config)
-    assert y.shape[-1] == 2 and 0 < y[..., 1].mean() <= 1
-    card = loop.train([s], [s], config, str(tmp_path / "model"))
-    assert 0 < card.threshold < 1
-    assert card.max_upsampling == 2.0          # the training's rule, for segment to give coarse tomograms the same
-
-
-def test_annotated_slices_leave_the_other_slices_out(tmp_path):
-    from membraneseg.engine.simulation import phantoms
-    tomo, labels = phantoms.simple_phantom((10, 64, 64), 10.0, seed=4)
-    sparse = np.zeros_like(labels)
-    sparse[[2, 7]] = labels[[2, 7]]                                   # painted on two slices, the rest blank
-    io.write(str(tmp_path / "t.mrc"), tomo, 10.0)
-    io.write(str(tmp_path / "l.mrc"), sparse, 10.0)
-    assert data.annotated_slices(sparse, "auto") == [2, 7]
-    assert data.annotated_slices(sparse, "7, 2 7") == [2, 7]
-    with pytest.raises(io.InputError, match="outside its 10 z-slices"):
-        data.annotated_slices(sparse, "3 12")
-    with pytest.raises(io.InputError, match="'auto' or z indices"):
-        data.annotated_slices(sparse, "some")
-    with pytest.raises(io.InputError, match="none counts as annotated"):
-        data.annotated_slices(np.zeros_like(sparse), "auto")
-    config = TrainConfig(preset="tiny", patch=64, annotated_slices="auto", membrane_labels=[1])
-    s = data.load_volume_pair(str(tmp_path / "t.mrc"), str(tmp_path / "l.mrc"), config)
-    known = s.labels != data.IGNORE
-    assert known[[2, 7]].all() and not known[[0, 1, 3, 4, 5, 6, 8, 9]].any()
-    assert loop.annotation_counts([s]) == dict(slices=2, voxels=2 * 64 * 64)
-    assert patches.is_partial(config) and not patches.is_partial(TrainConfig())
 
 
 def test_quick_fills_what_was_not_given_and_options_given_win(tmp_path, tiny_model):
