@@ -8,6 +8,7 @@ from membraneseg.engine.simulation import phantoms
 from membraneseg.engine.training import data, loop, losses, patches
 from membraneseg.engine.training.config import TrainConfig
 
+
 @pytest.mark.parametrize("name", ["bce", "dice", "focal", "bce+dice", "bce+dice+tolerant"])
 @pytest.mark.parametrize("classes", [1, 3])
 def test_unannotated_voxels_never_reach_the_loss(name, classes):

@@ -8,6 +8,7 @@ from membraneseg.engine.core import tiling
 from membraneseg.engine.training import augment, data, patches
 from membraneseg.engine.training.config import TrainConfig
 
+
 def test_augmentation_moves_image_and_labels_together():
     rng = np.random.default_rng(0)
     size, patch = 144, 96
@@ -140,8 +141,8 @@ def test_synthetic_pairs_give_their_fraction_of_patches_and_leave_the_real_strea
     np.testing.assert_array_equal(plain, mixed)
 
 
-def test_patches_centre_on_the_rims_of_hard_negatives_when_asked(tmp_path):
-    # a volume with a membrane disc (label 1) and a square of ice contamination (label 6) at rows/columns 60-89
+def test_patches_centre_on_the_rims_of_hard_negatives_when_asked():
+    # a volume with a membrane strip (label 1) and a square of ice contamination (label 6) at rows/columns 60-89
     labels = np.zeros((3, 120, 120), np.uint8)
     labels[:, 60:90, 60:90] = 6
     labels[:, 10:14, 10:40] = 1
