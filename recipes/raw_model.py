@@ -91,7 +91,7 @@ def make_volumes(cfg, split):
 def transferred_start(arm):
     """For the z-context comparison: a start model with the network of ``arm["context"]`` z-slices that holds the
     weights of ``arm["transfer_from"]`` wherever a layer has the same name and shape (encoder, ASPP, decoder,
-    output). The LSTM is fresh in every arm, because a single-slice model's LSTM (over the positions of a slice)
+    output), with the arm's ``context_step``. The LSTM is fresh in every arm, because a single-slice model's LSTM (over the positions of a slice)
     does not fit a 2.5D one's (across z); the 2.5D skip fusion starts as the central slice's. Written once to
     runs/raw/<arm>-start."""
     from membraneseg.engine.network import model as net
@@ -100,7 +100,8 @@ def transferred_start(arm):
     if os.path.isfile(os.path.join(folder, modelfile.MODEL_JSON)):
         return folder
     source, card = modelfile.load(os.path.join(ROOT, arm["transfer_from"]))
-    spec = net.NetworkSpec.from_preset(card.network["preset"], arm["context"], card.network["classes"])
+    spec = net.NetworkSpec.from_preset(card.network["preset"], arm["context"], card.network["classes"],
+                                       arm.get("context_step", 1))
     target = net.build(spec, patch=card.patch)
     copied, fresh = [], []
     for layer in target.layers:

@@ -115,6 +115,16 @@ def test_two_and_a_half_d_skips_fuse_the_context_slices():
     assert np.abs(central(x2).numpy() - central(x).numpy())[0, 26:38, 26:38].max() < change[26:38, 26:38].max()
 
 
+def test_the_context_step_travels_with_the_spec_and_older_cards_read_as_adjacent_slices():
+    spec = net.NetworkSpec.from_preset("tiny", context=3, context_step=8)
+    assert net.NetworkSpec.from_dict(spec.to_dict()).context_step == 8
+    older = {k: v for k, v in spec.to_dict().items() if k != "context_step"}
+    assert net.NetworkSpec.from_dict(older).context_step == 1
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="context step"):
+            net.NetworkSpec.from_preset("tiny", context=3, context_step=bad)
+
+
 def test_multiclass_softmax():
     m = net.build(net.NetworkSpec.from_preset("tiny", classes=4), patch=64)
     y = m(np.zeros((1, 64, 64, 1), "float32")).numpy()

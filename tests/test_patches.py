@@ -119,6 +119,13 @@ def test_2d_samples_get_repeated_context_and_volumes_their_neighbours():
     for z, stack in zip(x[:, 1, 0, 0, 0].astype(int), x[:, :, 0, 0, 0]):
         assert list(stack) == pytest.approx(_positions(z, 9, 3, 0.5))
     assert np.all(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] <= 1) and np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 1)
+    # a context step of 3: neighbours 3 model voxels (here 6 slices of 5 Å) away
+    stepped = TrainConfig(**dict(vars(config), context_step=3))
+    x = patches.PatchSampler([stack_sample(depth=30, z_spacing=2.0)], stepped, 0).batch(20)[0]
+    for stack in x[:, :, 0, 0, 0]:
+        assert any(list(stack) == pytest.approx(tiling.blend_slices(float, tiling.context_slices(z, 30, 3, 2.0, 3)))
+                   for z in range(30))
+    assert np.any(x[:, 2, 0, 0, 0] - x[:, 0, 0, 0, 0] == 12)
     # context dropout 1: tomogram patches look like 2D ones
     dropped = patches.PatchSampler([stack_sample(depth=9)], TrainConfig(**dict(
         vars(config), context_dropout=1.0)), 0).batch(6)[0]

@@ -117,11 +117,11 @@ def test_two_and_a_half_d_model_on_volume_and_image(tmp_path):
     assert io.read(prob_path).data.shape == (1, 70, 80)
 
 
-def _what_the_network_sees(tmp_path, data, pixel_size, context, **card):
+def _what_the_network_sees(tmp_path, data, pixel_size, context, context_step=1, **card):
     """Segment ``data`` (at ``pixel_size`` Å) with a fresh tiny 10 Å model of ``context`` slices; returns, per
     slice given to the network, the value at one pixel of each of its context slices."""
     folder = str(tmp_path / ("m%d" % context))
-    spec = net.NetworkSpec.from_preset("tiny", context=context)
+    spec = net.NetworkSpec.from_preset("tiny", context=context, context_step=context_step)
     modelfile.save(net.build(spec, patch=64), modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=64,
                                                                   **card), folder)
     path = str(tmp_path / "v.mrc")
@@ -142,6 +142,16 @@ def test_a_coarse_volume_gives_a_two_and_a_half_d_model_interpolated_neighbours(
     assert len(centres) == 6
     np.testing.assert_allclose(np.abs(centres[:, 0] - centres[:, 1]), step / 2, rtol=1e-4)
     np.testing.assert_allclose(np.abs(centres[:, 2] - centres[:, 1]), step / 2, rtol=1e-4)
+
+
+def test_a_model_with_a_context_step_sees_neighbours_that_many_slices_away(tmp_path):
+    data = np.repeat(np.arange(24, dtype=np.float32)[:, None, None], 32, 1).repeat(32, 2)   # slice value = z
+    seen = _what_the_network_sees(tmp_path, data, 10.0, 3, context_step=4)
+    one = np.median(np.diff(seen[:, 1]))                     # one slice, in the normalised values
+    z = np.rint((seen[:, 1] - seen[0, 1]) / one).astype(int)
+    assert list(z) == list(range(24))
+    expected = [[abs(i - 4) if i < 4 else i - 4, i, i + 4 if i + 4 < 24 else 2 * 23 - i - 4] for i in z]
+    np.testing.assert_allclose((seen - seen[0, 1]) / one, expected, atol=1e-3)
 
 
 def test_a_fine_volume_is_averaged_over_the_model_voxel_depth(tmp_path):

@@ -70,10 +70,12 @@ def test_transferred_start_keeps_every_layer_that_fits_and_a_fresh_lstm(tmp_path
     modelfile.save(source, modelfile.ModelCard(network=spec.to_dict(), pixel_size=10.0, patch=96, threshold=0.4),
                    str(tmp_path / "source"))
     source, _ = modelfile.load(str(tmp_path / "source"))
-    for k in (1, 3):
-        folder = recipe.transferred_start(dict(name="arm-k%d" % k, context=k, transfer_from=str(tmp_path / "source")))
+    for k, step in ((1, 1), (3, 8)):
+        folder = recipe.transferred_start(dict(name="arm-k%d" % k, context=k, context_step=step,
+                                               transfer_from=str(tmp_path / "source")))
         start, card = modelfile.load(folder)
         assert card.network["context"] == k and card.threshold == 0.4 and card.provenance["fresh_layers"][0] == "lstm"
+        assert card.network["context_step"] == step
         for name in ("enc1_conv1", "aspp_fuse", "dec6_conv2", "output"):
             for a, b in zip(start.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
                 np.testing.assert_array_equal(a, b)

@@ -31,9 +31,9 @@ def test_blending_constant_predictions_is_exact():
     np.testing.assert_allclose(acc / wsum, 0.7, rtol=1e-6)
 
 
-def _positions(z, depth, k, spacing=1.0):
+def _positions(z, depth, k, spacing=1.0, step=1):
     """Where each z-neighbour lies, read off slices whose value is their index."""
-    return tiling.blend_slices(float, tiling.context_slices(z, depth, k, spacing))
+    return tiling.blend_slices(float, tiling.context_slices(z, depth, k, spacing, step))
 
 
 def test_context_slices_mirror_at_the_ends():
@@ -61,6 +61,15 @@ def test_a_model_voxel_deeper_than_the_input_slices_averages_them():
     assert [sum(w for _, w in terms) for terms in three] == pytest.approx([1, 1, 1])
     assert _positions(7, 20, 3, spacing=4.0) == pytest.approx([3, 7, 11])
     assert [i for i, _ in three[1]] == [5, 6, 7, 8, 9]
+
+
+def test_a_context_step_puts_the_neighbours_that_many_model_voxels_away_each_one_voxel_deep():
+    assert _positions(20, 40, 3, step=8) == [12, 20, 28]
+    assert _positions(3, 40, 3, step=8) == [5, 3, 11]                      # mirrored at the start
+    assert _positions(20, 40, 5, spacing=0.5, step=8) == pytest.approx([12, 16, 20, 24, 28])   # a coarse input
+    deep = tiling.context_slices(20, 60, 3, spacing=2.0, step=4)            # a 5 Å input: 2 slices per voxel
+    assert [[i for i, _ in terms] for terms in deep] == [[11, 12, 13], [19, 20, 21], [27, 28, 29]]
+    assert [sum(w for _, w in terms) for terms in deep] == pytest.approx([1, 1, 1])
 
 
 def test_pad_to_reaches_patch_size():

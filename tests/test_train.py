@@ -160,6 +160,19 @@ def test_an_interrupted_run_with_other_settings_is_refused(tmp_path):
     assert json.load(open(os.path.join(checkpoint, "settings.json")))["preset"] == "tiny"
     with pytest.raises(io.InputError, match="preset tiny -> cpu"):
         loop._resume_point(checkpoint, history, TrainConfig(preset="cpu"))
+    with pytest.raises(io.InputError, match="context_step 1 -> 8"):
+        loop._resume_point(checkpoint, history, TrainConfig(preset="tiny", context_step=8))
+
+
+def test_a_run_interrupted_before_context_steps_existed_resumes_as_adjacent_slices(tmp_path):
+    checkpoint, history = str(tmp_path / "checkpoint"), str(tmp_path / "h.json")
+    loop._resume_point(checkpoint, history, TrainConfig(preset="tiny"))
+    path = os.path.join(checkpoint, "settings.json")
+    older = {k: v for k, v in json.load(open(path)).items() if k != "context_step"}
+    json.dump(older, open(path, "w"))
+    assert loop._resume_point(checkpoint, history, TrainConfig(preset="tiny")) == 0
+    with pytest.raises(io.InputError, match="context_step 1 -> 3"):
+        loop._resume_point(checkpoint, history, TrainConfig(preset="tiny", context_step=3))
 
 
 # ----------------------------------------------------------------------------- whole runs

@@ -100,6 +100,11 @@ class ProtMembraneSegTrain(EMProtocol):
                       help="1: each slice alone. An odd number k (3 or 5): the slice and its neighbours, joined by "
                            "a bidirectional LSTM as in the paper. 2D images have no neighbours; a 2.5D model also "
                            "learns to work without them (see Context dropout).")
+        form.addParam("contextStep", params.IntParam, default=1, validators=[params.GE(1)],
+                      condition="context > 1", label="Step between z-slices (slices)",
+                      help="Slices, at the model's pixel size, between the z-slices of a 2.5D input. 1: adjacent "
+                           "slices. Farther apart (8 at 10 Å/px: 80 Å), the model can see whether a line runs on "
+                           "through z, as an edge-on membrane does and a filament lying in the slice does not.")
         form.addParam("classesMode", params.EnumParam, choices=["binary membrane mask", "multi-class label map"],
                       default=BINARY, display=params.EnumParam.DISPLAY_HLIST, label="Output",
                       help="binary: membrane or not (sigmoid, BCE). multi-class: one class per label value of the "
@@ -233,6 +238,7 @@ class ProtMembraneSegTrain(EMProtocol):
             args += ["--start-model", os.path.abspath(model.getPath())]
         else:
             args += ["--preset", PRESETS[self.preset.get()], "--context", self.context.get(),
+                     "--context-step", self.contextStep.get(),
                      "--classes", 1 if self.classesMode.get() == BINARY else 0]
         if self.classesMode.get() == BINARY:
             args += ["--membrane-labels"] + parseLabels(self.membraneLabels.get())

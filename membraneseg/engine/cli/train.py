@@ -52,6 +52,10 @@ def add(sub):
                         % (", ".join(PRESET_NAMES), d.preset))
     p.add_argument("--context", type=int, default=d.context,
                    help="z-slices per input: 1 (single slice) or odd k for 2.5D (default 1)")
+    p.add_argument("--context-step", type=int, default=d.context_step, metavar="SLICES",
+                   help="2.5D: slices (of the model's pixel size) between the z-slices of an input; more than 1 "
+                        "lets the model see whether a line runs on through z, as an edge-on membrane does and a "
+                        "filament lying in the slice does not (default %d: adjacent)" % d.context_step)
     p.add_argument("--classes", type=int, default=d.classes,
                    help="1 for a binary membrane model (default); N > 1 for a multi-class model over labels "
                         "0..N-1; 0 counts the classes in the label maps")
@@ -128,6 +132,8 @@ def run(args):
     from ..training.config import TrainConfig, resolved
     if args.context < 1 or args.context % 2 == 0:
         raise SystemExit("--context must be 1 or an odd number of z-slices")
+    if args.context_step < 1:
+        raise SystemExit("--context-step must be 1 or more slices")
     if not 0 <= args.context_dropout <= 1:
         raise SystemExit("--context-dropout must be a probability in [0, 1]")
     if not (args.volume or args.images):
@@ -151,7 +157,8 @@ def run(args):
         log.info("quick fine-tuning of %s: %s", start_model,
                  ", ".join("%s %s" % kv for kv in sorted(chosen.items())))
     config = data.resolve_start_model(TrainConfig(
-        preset=args.preset, context=args.context, classes=args.classes, patch=args.patch,
+        preset=args.preset, context=args.context, context_step=args.context_step, classes=args.classes,
+        patch=args.patch,
         pixel_size=args.pixel_size, batch_size=args.batch_size, augment=not args.no_augment,
         invert=args.invert_augment, border=args.border, **chosen, context_dropout=args.context_dropout, seed=args.seed,
         membrane_labels=args.membrane_labels, ignore_labels=args.ignore_label,

@@ -43,11 +43,12 @@ def pad_to(image, shape):
     return np.pad(image, ((0, max(pr, 0)), (0, max(pc, 0))), mode=mode)
 
 
-def context_slices(z, depth, k, spacing=1.0):
+def context_slices(z, depth, k, spacing=1.0, step=1):
     """What the model sees as slice ``z`` and its k - 1 z-neighbours (k odd), for a model whose voxel is
     ``spacing`` input slices deep (its pixel size over the input's): per neighbour, ``((slice, weight), ...)``.
 
-    The neighbours lie ``spacing`` slices apart, mirrored at the volume's ends. A model voxel deeper than an input
+    The neighbours lie ``step`` model voxels (``step * spacing`` input slices) apart, mirrored at the volume's
+    ends; each is one model voxel deep, whatever the step. A model voxel deeper than an input
     slice (a 5 Å input for a 10 Å model) is the mean of the slices it spans, as binning makes it: a single 5 Å
     slice, only resampled in XY, carries several times the noise of a 10 Å one. A thinner one (a coarse input
     upsampled) is interpolated linearly; rounding its position instead gave, at spacing 0.5, even slices no
@@ -55,7 +56,7 @@ def context_slices(z, depth, k, spacing=1.0):
     context is missing and the slice is repeated, as the model was trained to accept."""
     out = []
     for j in range(-(k // 2), k // 2 + 1):
-        p = z + j * spacing
+        p = z + j * spacing * step
         terms = {}
         if depth == 1:
             terms[0] = 1.0

@@ -71,16 +71,22 @@ class NetworkSpec:
     dropout: float = 0.2
     widths: dict = field(default_factory=lambda: scaled_widths(8))
     skip_fusion: bool = False     # 2.5D: skips fuse the k slices (new models) or take the central one (older)
+    # 2.5D: working voxels between the k slices. 1 = adjacent. Farther apart, an edge-on membrane, which runs on
+    # through z, can be told from a filament lying in the slice, which has left the neighbours (actin is 7 nm
+    # thick); the network is the same
+    context_step: int = 1
 
     @classmethod
-    def from_preset(cls, preset, context=1, classes=1):
+    def from_preset(cls, preset, context=1, classes=1, context_step=1):
         if preset not in PRESETS:
             raise ValueError("unknown preset %r; choose one of %s" % (preset, ", ".join(PRESETS)))
         if context < 1 or context % 2 == 0:
             raise ValueError("context must be 1 (single slice) or an odd number of z-slices, not %d" % context)
+        if int(context_step) != context_step or context_step < 1:
+            raise ValueError("the context step must be a whole number of slices, 1 or more, not %r" % context_step)
         scale, dropout, floor = PRESETS[preset]
         return cls(preset=preset, context=context, classes=classes, dropout=dropout,
-                   widths=scaled_widths(scale, floor), skip_fusion=context > 1)
+                   widths=scaled_widths(scale, floor), skip_fusion=context > 1, context_step=int(context_step))
 
     def to_dict(self):
         return asdict(self)
@@ -88,7 +94,7 @@ class NetworkSpec:
     @classmethod
     def from_dict(cls, d):
         # cards written before skip fusion existed rebuild the network they were trained as
-        return cls(skip_fusion=d.get("skip_fusion", False),
+        return cls(skip_fusion=d.get("skip_fusion", False), context_step=d.get("context_step", 1),
                    **{k: d[k] for k in ("preset", "context", "classes", "dropout", "widths")})
 
 

@@ -165,8 +165,9 @@ def load(path, patch=None):
         keras_model.load_weights(weights)
     except Exception as exc:
         raise ModelError(folder, "weights do not fit the network described in the card (%s)" % exc)
-    log.info("model: %s (%s, preset %s, context %d, %.2f Å/px, threshold %.3f)", folder, card.name or "unnamed",
-             spec.preset, spec.context, card.pixel_size, card.threshold)
+    log.info("model: %s (%s, preset %s, context %d%s, %.2f Å/px, threshold %.3f)", folder, card.name or "unnamed",
+             spec.preset, spec.context, " slices %d apart" % spec.context_step if spec.context_step > 1 else "",
+             card.pixel_size, card.threshold)
     return keras_model, card
 
 

@@ -79,6 +79,7 @@ class Predictor:
         self.model, self.card = modelfile.load(self.model_path)
         self.spec = self.model.inputs[0].shape
         self.k = self.card.network["context"]
+        self.step = self.card.network.get("context_step", 1)
         self.patch = self.card.patch
         self.batch_size = int(batch_size)
         self.tta = tta
@@ -268,7 +269,7 @@ class Predictor:
             zs = list(range(z0, min(depth, z0 + slab)))
             acc = np.zeros((len(zs),) + work_shape + (self.model.output.shape[-1],), np.float32)
             jobs = [(j, r, c) for j in range(len(zs)) for r, c in positions]
-            stacks = {z: tiling.blend_slices(prepared, tiling.context_slices(z, depth, self.k, spacing))
+            stacks = {z: tiling.blend_slices(prepared, tiling.context_slices(z, depth, self.k, spacing, self.step))
                       for z in zs}
             for b in range(0, len(jobs), batch):
                 chunk = jobs[b:b + batch]
@@ -285,7 +286,8 @@ class Predictor:
                     mask_out[z] = prob_out[z] >= threshold
                 else:
                     mask_out[z] = preprocess.resize_nearest(labels, (rows, cols))
-            for i in [i for i in cache if i < z0 + slab - int(np.ceil(spacing * (self.k // 2 + 0.5))) - 1]:
+            reach = int(np.ceil(spacing * (self.step * (self.k // 2) + 0.5)))    # input slices a context spans
+            for i in [i for i in cache if i < z0 + slab - reach - 1]:
                 del cache[i]
             touched += len(zs) * rows * cols * 9     # float32 in, float32 and int8 out
             if touched >= RELEASE_BYTES or zs[-1] == depth - 1:

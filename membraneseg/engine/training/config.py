@@ -23,6 +23,7 @@ LOSS_TOLERANCE_PX = int(DEFAULT_TOLERANCE)
 class TrainConfig:
     preset: str = "cpu"
     context: int = 1
+    context_step: int = 1              # 2.5D: working voxels between the context slices (NetworkSpec)
     classes: int = 1
     patch: int = 224
     pixel_size: float = 10.0           # Å per pixel the model works at

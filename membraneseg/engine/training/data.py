@@ -46,6 +46,7 @@ def resolve_start_model(config):
     if config.start_model:
         card = modelfile.read_card(config.start_model)
         config.preset, config.context, config.classes = (card.network[k] for k in ("preset", "context", "classes"))
+        config.context_step = card.network.get("context_step", 1)
         log.info("fine-tuning %s: preset %s, context %d, %d class(es)", config.start_model, config.preset,
                  config.context, config.classes)
         config.pixel_size = config.pixel_size or card.pixel_size

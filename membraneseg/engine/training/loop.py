@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 HISTORY_JSON = "training_history.json"
 CHECKPOINT_DIR = "checkpoint"
 # Settings an interrupted run must be resumed with: the checkpoint holds a network and optimizer built for them.
-RESUME_SETTINGS = ("preset", "context", "classes", "patch", "pixel_size", "max_upsampling", "loss", "start_model")
+RESUME_SETTINGS = ("preset", "context", "context_step", "classes", "patch", "pixel_size", "max_upsampling", "loss",
+                   "start_model")
+# settings added since checkpoints first recorded theirs, with the value those older runs had
+LATER_SETTINGS = {"context_step": 1}
 
 
 def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=None, test_samples=(),
@@ -46,17 +49,18 @@ def train(train_samples, val_samples, config: TrainConfig, out_dir, provenance=N
         spec = net.NetworkSpec.from_dict(start_card.network)
         log.info("fine-tuning from %s", config.start_model)
         config.preset, config.context, config.classes = spec.preset, spec.context, spec.classes
+        config.context_step = spec.context_step
     else:
-        spec = net.NetworkSpec.from_preset(config.preset, config.context, config.classes)
+        spec = net.NetworkSpec.from_preset(config.preset, config.context, config.classes, config.context_step)
         keras_model = net.build(spec, patch=config.patch)
     keras_model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                         loss=make_loss(config.loss, config.classes))
     checkpoint = os.path.join(out_dir, CHECKPOINT_DIR)
     history_path = os.path.join(out_dir, HISTORY_JSON)
     done = _resume_point(checkpoint, history_path, config)
-    log.info("training %s (preset %s, context %d, %d parameters) on %d item(s), validating on %d",
-             keras_model.name, spec.preset, spec.context, net.count_params(keras_model), len(train_samples),
-             len(val_samples))
+    log.info("training %s (preset %s, context %d, step %d, %d parameters) on %d item(s), validating on %d",
+             keras_model.name, spec.preset, spec.context, spec.context_step, net.count_params(keras_model),
+             len(train_samples), len(val_samples))
 
     if synthetic_samples:
         log.info("%d synthetic pair(s) give %.0f%% of the training patches", len(synthetic_samples),
@@ -132,6 +136,7 @@ def _resume_point(checkpoint, history_path, config):
     if os.path.isfile(settings_path):
         with open(settings_path) as f:
             before = json.load(f)
+        before = dict(LATER_SETTINGS, **before)
         changed = ["%s %s -> %s" % (k, before.get(k), v) for k, v in settings.items() if before.get(k) != v]
         if changed:
             raise io.InputError(checkpoint, "holds an interrupted training with other settings (%s); rerun it "

@@ -40,7 +40,7 @@ class PatchSampler:
         # cut a region larger than the patch, so rotation and zoom do not pull in much fill
         size = int(np.ceil(c.patch * 1.5))
         z, r0, c0 = self._centre(s, size)
-        neighbours = tiling.context_slices(z, depth, c.context, s.z_spacing)
+        neighbours = tiling.context_slices(z, depth, c.context, s.z_spacing, c.context_step)
         if s.is_2d or rng.random() < c.context_dropout:
             neighbours = [((z, 1.0),)] * c.context
         reflect = c.border == "reflect"
