@@ -125,10 +125,16 @@ def main():
                         help="what segmentation is told of the contrast polarity: auto measures it, as segment "
                              "does by default; dark gives every volume to the network as it is, which shows "
                              "whether a model itself works on both polarities (default auto)")
+    parser.add_argument("--thresholds", nargs="+", type=float, metavar="T",
+                        help="score each model's probability map at these thresholds too, one column each, "
+                             "beside its card's (the maps are computed once)")
     parser.add_argument("--png", metavar="DIR", help="write the middle slice of each volume with its masks")
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
     args = parser.parse_args()
     predictors = [predictor_for(m) for m in args.model]
+    # one column per model and threshold: the card's (None) first
+    columns = [(k, t) for k in range(len(predictors)) for t in [None] + (args.thresholds or [])]
+    labels = [args.model[k] + ("" if t is None else " at %.3f" % t) for k, t in columns]
     seeds = [SEED + i for i in range(1 if args.quick else args.seeds)]
     conditions = [c for c in CONDITIONS if not args.conditions or c[0] in args.conditions]
     if args.png:
@@ -136,24 +142,28 @@ def main():
     rows, start = [], time.time()
     for name, changes in conditions:
         for polarity in raw.POLARITIES:
-            per_model = [[] for _ in predictors]
+            per_column = [[] for _ in columns]
             for seed in seeds:
                 tomo, truth, hidden, px = volume(name, changes, polarity, seed)
                 for k, predictor in enumerate(predictors):
                     t0 = time.time()
-                    _, mask = predictor.predict_array(tomo, pixel_size=px, polarity=args.polarity)
-                    per_model[k].append(dict(score(mask.astype(bool), truth, hidden), seconds=time.time() - t0))
+                    prob, mask = predictor.predict_array(tomo, pixel_size=px, polarity=args.polarity)
+                    seconds = time.time() - t0
+                    for c, (kc, t) in enumerate(columns):
+                        if kc == k:
+                            chosen = mask.astype(bool) if t is None else prob >= t
+                            per_column[c].append(dict(score(chosen, truth, hidden), seconds=seconds))
                     if args.png:
                         overlay(os.path.join(args.png, "%s-%s-%d-model%d.png" % (name.replace(" ", "_"), polarity,
                                                                                seed, k)),
                                 tomo, mask.astype(bool), truth, "%s, %s, seed %d, %s" % (
                                     name, polarity, seed, os.path.basename(args.model[k].rstrip("/"))))
             row = dict(condition=name, polarity=polarity,
-                       models={args.model[k]: {key: float(np.mean([s[key] for s in per_model[k]]))
-                                               for key in per_model[k][0]} for k in range(len(predictors))})
+                       models={labels[c]: {key: float(np.mean([s[key] for s in per_column[c]]))
+                                           for key in per_column[c][0]} for c in range(len(columns))})
             rows.append(row)
             cells = []
-            for m in args.model:
+            for m in labels:
                 f = row["models"][m]
                 cells.append(("marked %6.3f%%" % (100 * f["marked"]) if name in MEMBRANE_FREE
                               else "Dice %.3f  tol %.3f  marked %5.2f%%" % (f["dice"], f["tolerant_dice"],
@@ -161,7 +171,7 @@ def main():
                              + "  %4.1f s" % f["seconds"])
             print("%-14s %-6s | %s" % (name, polarity, " | ".join(cells)), flush=True)
     print("models: %s; %d volume(s) per condition and polarity; polarity %s; %.0f s" % (
-        ", ".join(args.model), len(seeds), args.polarity, time.time() - start))
+        ", ".join(labels), len(seeds), args.polarity, time.time() - start))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(models=args.model, seeds=seeds, reference=REFERENCE, rows=rows), f, indent=1)
