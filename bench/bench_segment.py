@@ -144,7 +144,7 @@ def status(key):
             return int(line.split()[1]) / 1024.0
 overlap, tta = predict.MODES[%(mode)r]
 p = predict.Predictor(%(model)r, tta=tta, precision=%(precision)r, batch_size=%(batch)d)
-p.predict_batch(np.zeros((1, p.patch, p.patch), np.float32))
+p.predict_batch(np.zeros((1,) + ((p.k,) if p.k > 1 else ()) + (p.patch, p.patch), np.float32))   # 2.5D: k slices
 loaded = status("VmRSS")
 t = time.time()
 p.segment_file(%(volume)r, %(out)r, pixel_size=%(pixel_size)r, overlap=overlap, progress=False)
