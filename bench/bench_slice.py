@@ -26,7 +26,8 @@ def main():
     image = rng.normal(size=(1, 256, 256)).astype(np.float32)
     volume = rng.normal(size=(32, 256, 256)).astype(np.float32)
     for model in args.models:
-        for scales in ([1.0], None):          # one pass; the card's scales
+        # one pass, then the card's test-time scales where it has some
+        for scales in ([1.0], None) if modelfile.read_card(model).test_scales else ([1.0],):
             p = Predictor(model, test_scales=scales)
             px = p.card.pixel_size
             p.predict_array(image, pixel_size=px)

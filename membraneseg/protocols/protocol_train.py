@@ -86,8 +86,8 @@ class ProtMembraneSegTrain(EMProtocol):
         form.addParam("inputModel", params.PointerParam, pointerClass="MembraneSegModel", allowsNull=True,
                       label="Starting model (fine-tuning, optional)",
                       help="A model from this protocol or 'import membrane model' to fine-tune. Its preset, "
-                           "z-context and classes are kept (the Network settings are then ignored), and so is its "
-                           "pixel size unless you set one.")
+                           "z-context (slices and step) and classes are kept (the Network settings are then "
+                           "ignored), and so is its pixel size unless you set one.")
 
         form.addSection(label="Network")
         form.addParam("preset", params.EnumParam, choices=list(PRESETS), default=DEFAULT_PRESET,

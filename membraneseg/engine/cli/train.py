@@ -46,7 +46,7 @@ def add(sub):
                    help="Å per pixel of the synthetic pairs (default: the pairs.json beside them, else the "
                         "model's)")
     p.add_argument("--start-model", metavar="PATH", help="model folder to fine-tune from; its preset, context "
-                                                         "and classes are kept")
+                                                         "(slices and step) and classes are kept")
     p.add_argument("--preset", default=d.preset, choices=PRESET_NAMES,
                    help="network size, smallest first: %s; cpu-fine is the shipped models' (default %s)"
                         % (", ".join(PRESET_NAMES), d.preset))
