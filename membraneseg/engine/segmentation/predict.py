@@ -252,6 +252,7 @@ class Predictor:
             wsum[r:r + win, c:c + win] += weight
         batch = self.batch_for(win)
         spacing = work / px_in if depth > 1 else 0.0
+        reach = int(np.ceil(spacing * (self.step * (self.k // 2) + 0.5)))    # input slices a context spans
         cache = {}
 
         def prepared(i):
@@ -286,7 +287,6 @@ class Predictor:
                     mask_out[z] = prob_out[z] >= threshold
                 else:
                     mask_out[z] = preprocess.resize_nearest(labels, (rows, cols))
-            reach = int(np.ceil(spacing * (self.step * (self.k // 2) + 0.5)))    # input slices a context spans
             for i in [i for i in cache if i < z0 + slab - reach - 1]:
                 del cache[i]
             touched += len(zs) * rows * cols * 9     # float32 in, float32 and int8 out
